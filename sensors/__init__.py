@@ -1,0 +1,1 @@
+"""Sensors: dependencies, filters, conditions and the runtime that fires triggers."""

@@ -1,0 +1,1 @@
+"""Triggers: one module per trigger kind, plus template sources and parameters."""

@@ -1,0 +1,1 @@
+"""Buses: the durable event transport between gateways and sensors (embedded, JetStream)."""

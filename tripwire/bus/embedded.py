@@ -1,0 +1,534 @@
+"""The embedded bus: one process, durable in a SQLite WAL journal, or purely in memory.
+
+`tripwire run` needs a bus that survives a crash of its own process without running a server.
+A journal in SQLite (WAL mode) gives that: `publish` returns once the event's row is committed.
+
+Group commit keeps throughput from collapsing: every publish, ack, cursor move and key-value
+write is queued; one writer task takes everything queued, commits it in one transaction on a
+worker thread (so the event loop never blocks on the disk) and then resolves all the waiting
+futures at once. Under load, batches grow by themselves; at low rates a batch is one row.
+
+Consumers are durable: each has a cursor (every event at or below it is acknowledged) and a set
+of acknowledged sequence numbers above it. When a consumer starts, events past its cursor that
+it has not acknowledged are delivered again. A consumer with too many unacknowledged messages
+stops receiving live events and later catches up from the journal, so a slow sensor bounds
+memory instead of growing a queue. Events at or below every consumer's cursor are trimmed.
+
+Durability: `synchronous=NORMAL` in WAL mode survives a crash of this process (the commit is
+in the OS page cache), not a power loss; `sync="full"` adds an fsync per batch for that.
+With `path=None` (`--ephemeral`) nothing touches the disk: same semantics within one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import pathlib
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Collection, Mapping
+from typing import Literal
+
+from tripwire import errors, events, metrics
+from tripwire.bus import base
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, subject TEXT NOT NULL, id TEXT NOT NULL,
+    ts REAL NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS consumers (name TEXT PRIMARY KEY, cursor INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS acks (
+    consumer TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (consumer, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kv (
+    ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (ns, key)) WITHOUT ROWID;
+"""
+
+_CATCH_UP_PAGE = 512
+
+
+@dataclasses.dataclass(slots=True)
+class _Batch:
+    """Everything queued since the last commit."""
+
+    rows: list[tuple[int, str, str, float, bytes]] = dataclasses.field(default_factory=list)
+    published: list[tuple[int, str, events.Event]] = dataclasses.field(default_factory=list)
+    acks: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    kv: dict[tuple[str, str], bytes | None] = dataclasses.field(default_factory=dict)
+    waiters: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.acks or self.kv or self.waiters)
+
+
+class _Message:
+    __slots__ = ("_consumer", "deliveries", "event", "seq")
+
+    def __init__(
+        self, consumer: _Consumer, seq: int, event: events.Event, deliveries: int
+    ) -> None:
+        self._consumer = consumer
+        self.seq = seq
+        self.event = event
+        self.deliveries = deliveries
+
+    async def ack(self) -> None:
+        self._consumer.ack(self.seq)
+
+    async def nak(self, *, delay: float = 0.0) -> None:
+        self._consumer.nak(self, delay)
+
+
+class _Consumer:
+    """One durable consumer's delivery state; also its `Subscription`.
+
+    Live events are offered as they are committed. When `max_pending` messages are delivered
+    but not acknowledged, the consumer is `behind`: live offers are ignored and, once acks make
+    room, `EmbeddedBus.feed` reads the gap from the journal in order, then turns live again.
+    """
+
+    def __init__(
+        self, bus: EmbeddedBus, *, name: str, subjects: frozenset[str], cursor: int | None
+    ) -> None:
+        self.bus = bus
+        self.name = name
+        self.subjects = subjects
+        self.saved_cursor = cursor
+        self.delivered_upto = cursor or 0
+        self.pending: dict[int, _Message] = {}
+        self.queue: asyncio.Queue[_Message | None] = asyncio.Queue()
+        self.behind = False
+        self.feed_scheduled = False
+        self.acked_above: set[int] = set()
+        self.closed = False
+        self.timers: set[asyncio.TimerHandle] = set()
+
+    def offer(self, seq: int, event: events.Event, *, deliveries: int = 1, live: bool) -> bool:
+        """Deliver one event; False when the consumer is full and must be fed later."""
+        if self.closed or seq <= self.delivered_upto:
+            return True
+        if live and self.behind:
+            return True  # `feed` will read it from the journal, in order
+        if self.bus.durable and len(self.pending) >= self.bus.max_pending:
+            self.behind = True
+            return False
+        self.delivered_upto = seq
+        msg = _Message(self, seq, event, deliveries)
+        self.pending[seq] = msg
+        self.queue.put_nowait(msg)
+        return True
+
+    def ack(self, seq: int) -> None:
+        if self.pending.pop(seq, None) is None:
+            return
+        self.bus.enqueue_ack(self.name, seq)
+        room = len(self.pending) <= self.bus.max_pending // 2
+        if self.behind and room and not self.feed_scheduled:
+            self.feed_scheduled = True
+            asyncio.get_running_loop().call_soon(self.bus.feed, self)
+
+    def nak(self, msg: _Message, delay: float) -> None:
+        if self.closed or msg.seq not in self.pending:
+            return
+        again = _Message(self, msg.seq, msg.event, msg.deliveries + 1)
+        self.pending[msg.seq] = again  # same key: keeps its place, so the cursor stays correct
+        if delay <= 0:
+            self.queue.put_nowait(again)
+            return
+        handle: asyncio.TimerHandle
+
+        def redeliver() -> None:
+            self.timers.discard(handle)
+            if not self.closed:
+                self.queue.put_nowait(again)
+
+        handle = asyncio.get_running_loop().call_later(delay, redeliver)
+        self.timers.add(handle)
+
+    def current_cursor(self, committed_seq: int) -> int:
+        """Every event at or below this is acknowledged, or not for this consumer."""
+        if self.pending:
+            # Deliveries are in seq order and a nak keeps the key's place: first key is min.
+            return next(iter(self.pending)) - 1
+        if self.behind:
+            return self.delivered_upto
+        return max(committed_seq, self.delivered_upto)
+
+    # -- Subscription ---------------------------------------------------------------------
+    def __aiter__(self) -> AsyncIterator[base.Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[base.Message]:
+        while True:
+            msg = await self.queue.get()
+            if msg is None:
+                return
+            if self.pending.get(msg.seq) is msg:
+                yield msg
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for handle in self.timers:
+            handle.cancel()
+        self.timers.clear()
+        self.queue.put_nowait(None)
+        self.bus.forget(self)
+
+
+class _Store:
+    def __init__(self, bus: EmbeddedBus, namespace: str) -> None:
+        self._bus = bus
+        self._ns = namespace
+
+    async def get(self, key: str) -> bytes | None:
+        return self._bus.kv.get(self._ns, {}).get(key)
+
+    async def scan(self, prefix: str = "") -> list[tuple[str, bytes]]:
+        entries = self._bus.kv.get(self._ns, {})
+        return sorted((k, v) for k, v in entries.items() if k.startswith(prefix))
+
+    async def write(self, changes: Mapping[str, bytes | None]) -> None:
+        await self._bus.write_kv(self._ns, changes)
+
+
+class EmbeddedBus:
+    """`base.Bus` in one process; `path=None` keeps everything in memory."""
+
+    def __init__(
+        self,
+        *,
+        path: pathlib.Path | None,
+        prefix: str = base.DEFAULT_PREFIX,
+        sync: Literal["normal", "full"] = "normal",
+        dedupe_window: float = 120.0,
+        max_pending: int = 4096,
+        max_age: float = 72 * 3600.0,
+    ) -> None:
+        self.prefix = prefix
+        self.path = path
+        self.durable = path is not None
+        self.max_pending = max_pending
+        self._sync = sync
+        self._dedupe_window = dedupe_window
+        self._max_age = max_age
+        self._recent_ids: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._last_seq = 0
+        self._by_subject: dict[str, list[_Consumer]] = {}
+        self._consumers: dict[str, _Consumer] = {}
+        self.kv: dict[str, dict[str, bytes]] = {}
+        self._batch = _Batch()
+        self._wakeup = asyncio.Event()
+        self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._committed_seq = 0
+        self._failure: str | None = None
+        self._closing = False
+        self._commits_since_trim = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self, stack: contextlib.AsyncExitStack) -> None:
+        if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="tripwire-journal"
+            )
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+            self._writer_task = asyncio.create_task(self._write_loop(), name="bus-journal-writer")
+        stack.push_async_callback(self._close)
+
+    def _open(self) -> None:
+        assert self.path is not None
+        file = self.path / "journal.db"
+        db = sqlite3.connect(file, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if self._sync == 'full' else 'NORMAL'}")
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT max(seq) FROM events").fetchone()
+        cursors = db.execute("SELECT max(cursor) FROM consumers").fetchone()
+        self._last_seq = max(row[0] or 0, cursors[0] or 0)
+        self._committed_seq = self._last_seq
+        horizon = time.time() - self._dedupe_window
+        for event_id, ts in db.execute(
+            "SELECT id, ts FROM events WHERE ts >= ? ORDER BY seq", (horizon,)
+        ):
+            self._recent_ids[event_id] = ts
+        for ns, key, value in db.execute("SELECT ns, key, value FROM kv"):
+            self.kv.setdefault(ns, {})[key] = value
+        self._db = db
+        reader = sqlite3.connect(file, isolation_level=None, check_same_thread=False)
+        reader.execute("PRAGMA query_only=1")
+        self._reader = reader
+
+    async def _close(self) -> None:
+        # Refuse new publishes, let the writer commit what is queued (cursors included, while
+        # the consumers are still registered), then end the consumers and close the files.
+        self._closing = True
+        if self._writer_task is not None:
+            self._wakeup.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer_task
+        for consumer in list(self._consumers.values()):
+            await consumer.close()
+        if self._executor is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, self._close_db)
+            self._executor.shutdown(wait=True)
+
+    def _close_db(self) -> None:
+        for db in (self._db, self._reader):
+            if db is not None:
+                db.close()
+        self._db = self._reader = None
+
+    @property
+    def healthy(self) -> bool:
+        return self._failure is None
+
+    # -- publish ----------------------------------------------------------------------------
+    def _is_duplicate(self, event_id: str, now: float) -> bool:
+        recent = self._recent_ids
+        horizon = now - self._dedupe_window
+        while recent:
+            oldest_id, ts = next(iter(recent.items()))
+            if ts >= horizon:
+                break
+            del recent[oldest_id]
+        if event_id in recent:
+            return True
+        recent[event_id] = now
+        return False
+
+    async def publish(self, event: events.Event) -> None:
+        if self._closing:
+            raise errors.BusUnavailableError("the bus is shutting down")
+        now = time.time()
+        if self._is_duplicate(event.id, now):
+            return
+        self._last_seq += 1
+        seq = self._last_seq
+        subject = f"{self.prefix}.{event.source}.{event.subject}"
+        if not self.durable:
+            self._route(seq, subject, event)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        batch = self._batch
+        batch.rows.append((seq, subject, event.id, now, event.to_bytes()))
+        batch.published.append((seq, subject, event))
+        batch.waiters.append(fut)
+        self._wakeup.set()
+        try:
+            await fut
+        except errors.BusUnavailableError:
+            self._recent_ids.pop(event.id, None)
+            raise
+        metrics.PUBLISH_SECONDS.labels("embedded").observe(time.time() - now)
+
+    def _route(self, seq: int, subject: str, event: events.Event) -> None:
+        for consumer in self._by_subject.get(subject, ()):
+            consumer.offer(seq, event, live=True)
+
+    # -- consumers --------------------------------------------------------------------------
+    async def subscribe(self, *, consumer: str, subjects: Collection[str]) -> base.Subscription:
+        if consumer in self._consumers:
+            raise errors.BusError(f"consumer {consumer!r} is already subscribed")
+        cursor: int | None = None
+        if self._reader is not None:
+            row = self._reader.execute(
+                "SELECT cursor FROM consumers WHERE name = ?", (consumer,)
+            ).fetchone()
+            if row is not None:
+                cursor = row[0]
+        state = _Consumer(self, name=consumer, subjects=frozenset(subjects), cursor=cursor)
+        if cursor is None:
+            # A new consumer starts at the end of the journal (JetStream DeliverNew).
+            state.delivered_upto = self._last_seq
+        elif self._reader is not None:
+            state.acked_above = {
+                seq
+                for (seq,) in self._reader.execute(
+                    "SELECT seq FROM acks WHERE consumer = ? AND seq > ?", (consumer, cursor)
+                )
+            }
+            state.behind = True
+            self.feed(state, deliveries=2)
+        self._consumers[consumer] = state
+        for subject in state.subjects:
+            self._by_subject.setdefault(subject, []).append(state)
+        if self.durable:
+            self._wakeup.set()  # the next commit records the consumer and its cursor
+        return state
+
+    def feed(self, consumer: _Consumer, *, deliveries: int = 1) -> None:
+        """Deliver from the journal what a `behind` consumer missed, then turn it live.
+
+        Synchronous on purpose: between the last page read and `behind = False` nothing else
+        runs on the loop, so no live event can slip between the journal and the live stream.
+        Rows committed but not yet routed are read here and skipped later by `offer`.
+        """
+        consumer.feed_scheduled = False
+        if consumer.closed or not consumer.behind or self._reader is None:
+            return
+        while True:
+            rows = self._journal_page(consumer, consumer.delivered_upto)
+            for seq, body in rows:
+                if seq in consumer.acked_above:
+                    consumer.delivered_upto = seq
+                    continue
+                event = events.from_bytes(body)
+                if not consumer.offer(seq, event, deliveries=deliveries, live=False):
+                    return  # full again; acks schedule the next feed
+            if len(rows) < _CATCH_UP_PAGE:
+                consumer.delivered_upto = max(consumer.delivered_upto, self._committed_seq)
+                consumer.behind = False
+                consumer.acked_above.clear()
+                return
+
+    def _journal_page(self, consumer: _Consumer, after: int) -> list[tuple[int, bytes]]:
+        assert self._reader is not None
+        marks = ",".join("?" * len(consumer.subjects))
+        rows: list[tuple[int, bytes]] = self._reader.execute(
+            f"SELECT seq, body FROM events WHERE seq > ? AND subject IN ({marks})"  # noqa: S608
+            " ORDER BY seq LIMIT ?",
+            (after, *consumer.subjects, _CATCH_UP_PAGE),
+        ).fetchall()
+        return rows
+
+    def forget(self, consumer: _Consumer) -> None:
+        if self._consumers.get(consumer.name) is consumer:
+            del self._consumers[consumer.name]
+        for subject in consumer.subjects:
+            subscribed = self._by_subject.get(subject, [])
+            if consumer in subscribed:
+                subscribed.remove(consumer)
+        if self.durable and not self._closing:
+            self._wakeup.set()
+
+    def enqueue_ack(self, consumer: str, seq: int) -> None:
+        if self.durable:
+            self._batch.acks.append((consumer, seq))
+            self._wakeup.set()
+
+    # -- key-value --------------------------------------------------------------------------
+    def store(self, namespace: str) -> base.Store:
+        return _Store(self, namespace)
+
+    async def write_kv(self, namespace: str, changes: Mapping[str, bytes | None]) -> None:
+        entries = self.kv.setdefault(namespace, {})
+        for key, value in changes.items():
+            if value is None:
+                entries.pop(key, None)
+            else:
+                entries[key] = value
+        if not self.durable:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for key, value in changes.items():
+            self._batch.kv[(namespace, key)] = value
+        self._batch.waiters.append(fut)
+        self._wakeup.set()
+        await fut
+
+    # -- the writer -------------------------------------------------------------------------
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = 0.05
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            batch, self._batch = self._batch, _Batch()
+            cursors = self._cursor_changes()
+            trim = self._trim_point()
+            if not batch and not cursors and trim is None:
+                if self._closing:
+                    return
+                continue
+            try:
+                await loop.run_in_executor(self._executor, self._commit, batch, cursors, trim)
+            except sqlite3.Error as exc:
+                self._failure = str(exc)
+                log.error("journal commit failed: %s", exc)
+                for fut in batch.waiters:
+                    if not fut.done():
+                        fut.set_exception(errors.BusUnavailableError(f"journal: {exc}"))
+                # Acks and cursors are safe to retry; they are put back for the next commit.
+                self._batch.acks[:0] = batch.acks
+                await asyncio.sleep(backoff)
+                # Bounded so that a publisher waiting on a failing disk hears within 0.5 s.
+                backoff = min(backoff * 2, 0.5)
+                self._wakeup.set()
+                continue
+            backoff = 0.05
+            self._failure = None
+            for name, cursor in cursors.items():
+                consumer = self._consumers.get(name)
+                if consumer is not None:
+                    consumer.saved_cursor = cursor
+            for seq, subject, event in batch.published:
+                self._committed_seq = seq
+                self._route(seq, subject, event)
+            for fut in batch.waiters:
+                if not fut.done():
+                    fut.set_result(None)
+            if self._closing and not self._batch:
+                return
+
+    def _cursor_changes(self) -> dict[str, int]:
+        changes = {}
+        for name, consumer in self._consumers.items():
+            cursor = consumer.current_cursor(self._committed_seq)
+            if cursor != consumer.saved_cursor:
+                changes[name] = cursor
+        return changes
+
+    def _trim_point(self) -> int | None:
+        self._commits_since_trim += 1
+        if self._commits_since_trim < 256 or not self._consumers:
+            return None
+        self._commits_since_trim = 0
+        return min(c.saved_cursor or 0 for c in self._consumers.values())
+
+    def _commit(
+        self, batch: _Batch, cursors: Mapping[str, int], trim: int | None
+    ) -> None:
+        db = self._db
+        assert db is not None
+        db.execute("BEGIN")
+        try:
+            if batch.rows:
+                db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", batch.rows)
+            if batch.acks:
+                db.executemany("INSERT OR IGNORE INTO acks VALUES (?, ?)", batch.acks)
+            for name, cursor in cursors.items():
+                db.execute(
+                    "INSERT INTO consumers VALUES (?, ?) ON CONFLICT(name)"
+                    " DO UPDATE SET cursor = excluded.cursor",
+                    (name, cursor),
+                )
+                db.execute("DELETE FROM acks WHERE consumer = ? AND seq <= ?", (name, cursor))
+            for (ns, key), value in batch.kv.items():
+                if value is None:
+                    db.execute("DELETE FROM kv WHERE ns = ? AND key = ?", (ns, key))
+                else:
+                    db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (ns, key, value))
+            if trim is not None:
+                row = db.execute("SELECT min(cursor) FROM consumers").fetchone()
+                floor = min(trim, row[0] if row[0] is not None else trim)
+                db.execute(
+                    "DELETE FROM events WHERE seq <= ? OR ts < ?",
+                    (floor, time.time() - self._max_age),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            # Some errors (SQLITE_FULL) have already rolled the transaction back.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise

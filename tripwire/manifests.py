@@ -1,0 +1,246 @@
+"""Loading user manifests: YAML with line numbers, and pydantic errors turned into problems.
+
+Users write YAML by hand; when it is wrong they need `file:line: field.path: what was expected`,
+every problem at once, never a traceback. This module knows nothing of the kinds: the caller
+hands it the model per `kind` (see `tripwire.documents`). It also holds the model base class
+and the Kubernetes-style metadata every manifest shares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+import pydantic
+import yaml
+from pydantic import alias_generators
+
+from tripwire import errors
+
+API_VERSION = "tripwire.dev/v1alpha1"
+GROUP = "tripwire.dev"
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+Location = tuple[str | int, ...]
+
+
+class Model(pydantic.BaseModel):
+    """Base of every spec model: camelCase on the wire, unknown fields are errors, immutable."""
+
+    model_config = pydantic.ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        alias_generator=alias_generators.to_camel,
+        frozen=True,
+        str_strip_whitespace=False,
+    )
+
+
+class ObjectMeta(Model):
+    name: str = pydantic.Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    namespace: str | None = None
+    labels: dict[str, str] = pydantic.Field(default_factory=dict)
+    annotations: dict[str, str] = pydantic.Field(default_factory=dict)
+    # Set by the apiserver; accepted so objects read back from Kubernetes validate too.
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = None
+    creation_timestamp: str | None = None
+    managed_fields: list[dict[str, Any]] | None = None
+    finalizers: list[str] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Document:
+    """One YAML document of one file, with the line of every node in it."""
+
+    file: str
+    index: int
+    data: Any
+    lines: Mapping[Location, int]
+
+    def line(self, loc: Location) -> int | None:
+        """Line of the deepest node on `loc` that exists (1-based)."""
+        for end in range(len(loc), -1, -1):
+            found = self.lines.get(loc[:end])
+            if found is not None:
+                return found
+        return None
+
+    def problem(self, loc: Location, message: str) -> errors.Problem:
+        return errors.Problem(
+            file=self.file, line=self.line(loc), path=format_loc(loc), message=message
+        )
+
+
+def format_loc(loc: Iterable[str | int]) -> str:
+    """`("spec", "triggers", 0, "template")` -> `spec.triggers[0].template`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class _LineLoader(yaml.SafeLoader):
+    """The safe loader; `_construct` walks its nodes to keep lines and refuse duplicate keys."""
+
+
+def _construct(
+    node: yaml.Node, loc: Location, lines: dict[Location, int], ctx: tuple[yaml.SafeLoader, str]
+) -> Any:
+    loader, file = ctx
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                raise errors.ManifestError(
+                    [
+                        errors.Problem(
+                            file=file,
+                            line=key_node.start_mark.line + 1,
+                            path=format_loc(loc),
+                            message="mapping keys must be strings",
+                        )
+                    ]
+                )
+            key = str(key) if not isinstance(key, str) else key
+            if key in out:
+                raise errors.ManifestError(
+                    [
+                        errors.Problem(
+                            file=file,
+                            line=key_node.start_mark.line + 1,
+                            path=format_loc((*loc, key)),
+                            message="duplicate key",
+                        )
+                    ]
+                )
+            # A field's line is the line of its key, not of its (maybe multi-line) value.
+            lines[(*loc, key)] = key_node.start_mark.line + 1
+            out[key] = _construct(value_node, (*loc, key), lines, ctx)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, (*loc, i), lines, ctx) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def parse(text: str, *, file: str) -> list[Document]:
+    """Parse multi-document YAML (JSON is YAML) into documents with line maps.
+
+    Empty documents (a trailing `---`) are skipped. A syntax error is one problem at its line.
+    """
+    docs: list[Document] = []
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_LineLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        reason = exc.problem or exc.context or "invalid YAML"
+        raise errors.ManifestError(
+            [errors.Problem(file=file, line=line, path="", message=f"invalid YAML: {reason}")]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise errors.ManifestError(
+            [errors.Problem(file=file, line=None, path="", message=f"invalid YAML: {exc}")]
+        ) from None
+    loader = _LineLoader("")
+    for index, node in enumerate(nodes):
+        lines: dict[Location, int] = {}
+        data = _construct(node, (), lines, (loader, file))
+        if data is None:
+            continue
+        docs.append(Document(file=file, index=index, data=data, lines=lines))
+    return docs
+
+
+def read_paths(paths: Iterable[str | pathlib.Path]) -> list[Document]:
+    """Documents of the given files and of the manifest files directly in given directories.
+
+    Every unreadable or unparsable file is reported, all at once.
+    """
+    problems: list[errors.Problem] = []
+    docs: list[Document] = []
+    for raw in paths:
+        path = pathlib.Path(raw)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES)
+            if not files:
+                problems.append(
+                    errors.Problem(
+                        file=str(path),
+                        line=None,
+                        path="",
+                        message=f"directory has no {', '.join(MANIFEST_SUFFIXES)} files",
+                    )
+                )
+        else:
+            files = [path]
+        for file in files:
+            try:
+                text = file.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                problems.append(errors.Problem(str(file), None, "", "no such file"))
+                continue
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(errors.Problem(str(file), None, "", f"cannot read: {exc}"))
+                continue
+            try:
+                docs.extend(parse(text, file=str(file)))
+            except errors.ManifestError as exc:
+                problems.extend(exc.problems)
+    if problems:
+        raise errors.ManifestError(problems)
+    return docs
+
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    msg = str(err.get("msg", "invalid value"))
+    # pydantic prefixes messages of ValueErrors raised by validators; the prefix is noise.
+    return msg.removeprefix("Value error, ")
+
+
+def validate(doc: Document, model: type[M]) -> M:
+    """Validate one document against `model`; every error becomes a located problem."""
+    try:
+        return model.model_validate(doc.data)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+            # Tagged/union branches add the branch name to loc; keep the user's path only.
+            problems.append(doc.problem(_user_loc(doc, loc), _message(err)))
+        raise errors.ManifestError(problems) from None
+
+
+def _user_loc(doc: Document, loc: Location) -> Location:
+    """Drop path parts pydantic invents (union branch names) that are not keys in the input."""
+    out: list[str | int] = []
+    node: Any = doc.data
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str):
+            out.append(part)
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int):
+            out.append(part)
+            node = node[part] if 0 <= part < len(node) else None
+        elif node is None or not isinstance(node, dict | list):
+            # Past the input (a missing field, or a scalar's validator): keep the name.
+            out.append(part)
+            node = None
+        # else: an invented part (e.g. a union tag) — skip it.
+    return tuple(out)
