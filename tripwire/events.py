@@ -31,7 +31,7 @@ def now() -> datetime.datetime:
 
 @dataclasses.dataclass(slots=True)
 class Event:
-    """One event. `source` is the gateway name, `subject` the event (entry) name, `type` the kind."""
+    """One event: `source` is the gateway, `subject` the event (entry) name, `type` the kind."""
 
     id: str
     source: str

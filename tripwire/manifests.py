@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import re
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import pydantic
 import yaml
@@ -36,6 +37,38 @@ class Model(pydantic.BaseModel):
         frozen=True,
         str_strip_whitespace=False,
     )
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a Go duration string (`1m30s`, `250ms`) or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 30s, 1m30s or 250ms")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError("expected a duration like 30s, 1m30s or 250ms")
+    text = value.strip()
+    if text == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"{value!r} is not a duration like 30s, 1m30s or 250ms")
+    return total
+
+
+Duration = Annotated[float, pydantic.BeforeValidator(parse_duration)]
+"""Seconds; accepts Go duration strings as Argo Events does (`10s`, `1m30s`)."""
 
 
 class ObjectMeta(Model):

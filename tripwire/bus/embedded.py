@@ -69,9 +69,7 @@ class _Batch:
 class _Message:
     __slots__ = ("_consumer", "deliveries", "event", "seq")
 
-    def __init__(
-        self, consumer: _Consumer, seq: int, event: events.Event, deliveries: int
-    ) -> None:
+    def __init__(self, consumer: _Consumer, seq: int, event: events.Event, deliveries: int) -> None:
         self._consumer = consumer
         self.seq = seq
         self.event = event
@@ -496,9 +494,7 @@ class EmbeddedBus:
         self._commits_since_trim = 0
         return min(c.saved_cursor or 0 for c in self._consumers.values())
 
-    def _commit(
-        self, batch: _Batch, cursors: Mapping[str, int], trim: int | None
-    ) -> None:
+    def _commit(self, batch: _Batch, cursors: Mapping[str, int], trim: int | None) -> None:
         db = self._db
         assert db is not None
         db.execute("BEGIN")

@@ -1,0 +1,143 @@
+"""The `Sensor` manifest model: dependencies, filters and triggers (Argo Events v1alpha1 shapes).
+
+A trigger template has one optional block per registered trigger kind (`http`, `log`, `k8s`,
+...); the model is built from `triggers.base.KINDS`, so a new kind needs no change here.
+Cross-field rules (unique names, conditions that name real dependencies, exactly one kind per
+trigger) are pydantic validators: validation is pure and runs before anything starts.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+
+import pydantic
+
+# Aliased: the models have fields named `filters`, `conditions` and `parameters`, and pydantic
+# resolves annotations in the class namespace, where a field would shadow its module.
+from sensors import conditions as condition_exprs
+from sensors import filters as event_filters
+from triggers import base as triggers_base
+from triggers import parameters as trigger_parameters
+from triggers import policies
+from tripwire import manifests
+
+
+class Dependency(manifests.Model):
+    name: str = pydantic.Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=253)
+    gateway_name: str = pydantic.Field(
+        validation_alias=pydantic.AliasChoices("gatewayName", "eventSourceName", "gateway_name")
+    )
+    event_name: str
+    filters: event_filters.EventFilters | None = None
+
+
+class RetryStrategy(manifests.Model):
+    """Argo's Backoff: `steps` attempts in all, waiting `duration * factor**n` (+ jitter)."""
+
+    steps: int = pydantic.Field(default=1, ge=1, le=1000)
+    duration: manifests.Duration = 1.0
+    factor: float = pydantic.Field(default=1.0, ge=1.0)
+    jitter: float = pydantic.Field(default=0.0, ge=0.0, le=1.0)
+
+
+class TriggerTemplateBase(manifests.Model):
+    name: str = pydantic.Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=253)
+    conditions: str | None = None
+
+    def kind(self) -> tuple[str, Any]:
+        """The one trigger kind this template sets, and its spec."""
+        for kind in triggers_base.KINDS:
+            spec = getattr(self, kind)
+            if spec is not None:
+                return kind, spec
+        raise AssertionError("validated templates set exactly one kind")
+
+    @pydantic.model_validator(mode="after")
+    def _exactly_one_kind(self) -> TriggerTemplateBase:
+        chosen = [k for k in triggers_base.KINDS if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            kinds = ", ".join(triggers_base.KINDS)
+            found = f" (found {', '.join(chosen)})" if chosen else ""
+            raise ValueError(f"a trigger template sets exactly one of: {kinds}{found}")
+        return self
+
+
+@functools.cache
+def template_model() -> type[TriggerTemplateBase]:
+    fields: dict[str, Any] = {
+        kind: (model | None, None) for kind, model in triggers_base.spec_models().items()
+    }
+    built: type[TriggerTemplateBase] = pydantic.create_model(
+        "TriggerTemplate", __base__=TriggerTemplateBase, **fields
+    )
+    return built
+
+
+class TriggerBase(manifests.Model):
+    template: TriggerTemplateBase
+    parameters: list[trigger_parameters.TriggerParameter] = pydantic.Field(default_factory=list)
+    policy: policies.TriggerPolicy | None = None
+    retry_strategy: RetryStrategy = pydantic.Field(default_factory=RetryStrategy)
+
+
+@functools.cache
+def trigger_model() -> type[TriggerBase]:
+    built: type[TriggerBase] = pydantic.create_model(
+        "Trigger", __base__=TriggerBase, template=(template_model(), ...)
+    )
+    return built
+
+
+class SensorSpecBase(manifests.Model):
+    dependencies: list[Dependency] = pydantic.Field(min_length=1)
+    triggers: list[TriggerBase] = pydantic.Field(min_length=1)
+
+    @pydantic.model_validator(mode="after")
+    def _names_resolve(self) -> SensorSpecBase:
+        deps = [d.name for d in self.dependencies]
+        dupes = sorted({n for n in deps if deps.count(n) > 1})
+        if dupes:
+            raise ValueError(f"dependency names must be unique: {', '.join(dupes)}")
+        names = [t.template.name for t in self.triggers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"trigger names must be unique: {', '.join(dupes)}")
+        for trigger in self.triggers:
+            try:
+                condition_exprs.compile(trigger.template.conditions, names=deps)
+            except ValueError as exc:
+                raise ValueError(f"trigger {trigger.template.name!r} conditions: {exc}") from None
+            for param in trigger.parameters:
+                if param.src.dependency_name not in deps:
+                    raise ValueError(
+                        f"trigger {trigger.template.name!r} parameter names unknown dependency"
+                        f" {param.src.dependency_name!r} (known: {', '.join(deps)})"
+                    )
+        return self
+
+
+@functools.cache
+def spec_model() -> type[SensorSpecBase]:
+    triggers_type: Any = list[trigger_model()]  # type: ignore[misc]
+    fields: dict[str, Any] = {"triggers": (triggers_type, pydantic.Field(min_length=1))}
+    built: type[SensorSpecBase] = pydantic.create_model(
+        "SensorSpec", __base__=SensorSpecBase, **fields
+    )
+    return built
+
+
+class SensorBase(manifests.Model):
+    api_version: Literal["tripwire.dev/v1alpha1"]
+    kind: Literal["Sensor"]
+    metadata: manifests.ObjectMeta
+    spec: SensorSpecBase
+    status: dict[str, Any] | None = None
+
+
+@functools.cache
+def model() -> type[SensorBase]:
+    built: type[SensorBase] = pydantic.create_model(
+        "Sensor", __base__=SensorBase, spec=(spec_model(), pydantic.Field())
+    )
+    return built

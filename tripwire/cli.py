@@ -1,0 +1,208 @@
+"""The `tripwire` command: run, validate, version.
+
+User errors (a bad manifest, a state dir in use) print one line per problem and exit 2 with no
+traceback; SIGTERM/SIGINT stop intake, drain in-flight triggers and exit 0 within `--grace`
+seconds; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import fcntl
+import logging
+import os
+import pathlib
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+import tripwire
+from tripwire import documents, errors, runtime
+
+log = logging.getLogger("tripwire")
+
+EXIT_USAGE = 2
+
+_STANDARD_RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line with the record's extras (sensor, trigger_key, event_id...)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_RECORD_FIELDS:
+                doc[key] = value
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(doc, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """Readable lines; extras appended as key=value so ids are never lost."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = [
+            f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD_RECORD_FIELDS
+        ]
+        return f"{line} {' '.join(extras)}" if extras else line
+
+
+def _configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tripwire", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the gateways and sensors of manifest files")
+    run.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or directories")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument(
+        "--state-dir",
+        type=pathlib.Path,
+        default=pathlib.Path(".tripwire"),
+        help="journal and state directory (default: .tripwire)",
+    )
+    where.add_argument(
+        "--ephemeral", action="store_true", help="keep everything in memory (no durability)"
+    )
+    run.add_argument(
+        "--sync",
+        choices=["normal", "full"],
+        default="normal",
+        help="journal durability: process crash (normal) or power loss (full)",
+    )
+    run.add_argument("--metrics-host", default="127.0.0.1")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9300,
+        help="port for /metrics, /healthz, /readyz, /explain (0: off)",
+    )
+    run.add_argument(
+        "--grace", type=float, default=10.0, help="seconds to drain in-flight triggers on shutdown"
+    )
+    for p in (run,):
+        p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        p.add_argument("--log-format", default="text", choices=["text", "json"])
+    validate = sub.add_parser("validate", help="check manifest files; exit 0 or 2")
+    validate.add_argument("paths", nargs="+", metavar="PATH")
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"tripwire {tripwire.__version__}")
+        return 0
+    try:
+        loaded = documents.load(args.paths)
+    except errors.ManifestError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "validate":
+        print(f"ok: {len(loaded.gateways)} gateway(s), {len(loaded.sensors)} sensor(s)")
+        return 0
+    _configure_logging(args.log_level, args.log_format)
+    options = runtime.Options(
+        state_dir=None if args.ephemeral else args.state_dir,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port or None,
+        grace=args.grace,
+        sync=args.sync,
+    )
+    try:
+        with _state_lock(options.state_dir):
+            return asyncio.run(_run(loaded, options))
+    except errors.TripwireError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+@contextlib.contextmanager
+def _state_lock(state_dir: pathlib.Path | None) -> Any:
+    """One process per state dir: two writers would each think they own the journal."""
+    if state_dir is None:
+        yield
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise errors.TripwireError(
+                f"state dir {state_dir} is in use by another tripwire process"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+async def _run(loaded: documents.Loaded, options: runtime.Options) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("second signal: exiting without draining")
+            os._exit(1)
+        log.info("%s received: stopping intake and draining", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    rt = runtime.Runtime(gateways=loaded.gateways, sensors=loaded.sensors, options=options)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await rt.start(stack)
+            except OSError as exc:
+                log.error("cannot start: %s", exc)
+                return 1
+            ready = rt.readiness()
+            log.info(
+                "running %d gateway(s), %d sensor(s); ready=%s",
+                len(loaded.gateways),
+                len(loaded.sensors),
+                ready["ready"],
+            )
+            await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
