@@ -70,32 +70,33 @@ class TriggerKind(Protocol):
     def __call__(self, *, spec: Any, context: TriggerContext) -> Trigger: ...
 
 
-R = TypeVar("R")
-O = TypeVar("O")
+ResourceT = TypeVar("ResourceT")
+OutcomeT = TypeVar("OutcomeT")
 
 
-class PipelineTrigger(abc.ABC, Generic[R, O]):
+class PipelineTrigger(abc.ABC, Generic[ResourceT, OutcomeT]):
     """Base of trigger kinds: the four typed stages, run in order by `fire`.
 
-    `R` is the resolved resource (an HTTP request spec, a Kubernetes object), `O` the outcome.
+    `ResourceT` is the resolved resource (an HTTP request, a Kubernetes object), `OutcomeT`
+    the outcome.
     """
 
     async def start(self, stack: contextlib.AsyncExitStack) -> None:
         return None
 
     @abc.abstractmethod
-    async def resolve(self, firing: Firing) -> R: ...
+    async def resolve(self, firing: Firing) -> ResourceT: ...
 
     @abc.abstractmethod
-    def apply_parameters(self, resource: R, firing: Firing) -> R: ...
+    def apply_parameters(self, resource: ResourceT, firing: Firing) -> ResourceT: ...
 
     @abc.abstractmethod
-    async def execute(self, resource: R, firing: Firing) -> O: ...
+    async def execute(self, resource: ResourceT, firing: Firing) -> OutcomeT: ...
 
-    async def apply_policy(self, outcome: O, firing: Firing) -> None:
+    async def apply_policy(self, outcome: OutcomeT, firing: Firing) -> None:
         return None
 
-    async def fire(self, firing: Firing) -> O:
+    async def fire(self, firing: Firing) -> OutcomeT:
         resource = await self.resolve(firing)
         resource = self.apply_parameters(resource, firing)
         outcome = await self.execute(resource, firing)

@@ -1,0 +1,278 @@
+"""The `http` trigger: call an HTTP endpoint with a JSON body built from the events.
+
+Argo Events' HTTP trigger (`pkg/sensors/triggers/http`), with the same spec fields, plus what
+Tripwire promises on top: every request carries `Idempotency-Key: <trigger key>` so a
+redelivered event cannot be acted on twice by a server that honours the header, and failures
+are classified so the sensor runtime knows whether to retry (5xx, 408, 429, timeouts, refused
+connections; `Retry-After` becomes the delay) or to give up (other 4xx, policy rejections).
+
+All triggers of a process share one `aiohttp.ClientSession` (`TriggerContext.session`): its
+connection pool keeps connections alive across firings, which matters at thousands of
+firings per second; a session per request would pay a TCP (and TLS) handshake every time.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import datetime
+import email.utils
+from typing import Any, ClassVar
+
+import aiohttp
+import multidict
+import orjson
+import pydantic
+
+from triggers import base, policies
+from triggers import parameters as params  # a spec field is called `parameters`
+from tripwire import errors, manifests, secrets
+
+_BODY_CAP = 64 * 1024  # read at most this much of a response: we only keep an excerpt
+_OUTCOME_EXCERPT = 1024
+_MESSAGE_EXCERPT = 200
+# Statuses that say "try again later" rather than "this request is wrong".
+_RETRYABLE_4XX = frozenset({408, 429})
+
+
+class SecretKeySource(manifests.Model):
+    secret_key_ref: secrets.SecretRef
+
+
+class SecureHeader(manifests.Model):
+    """A header whose value is a secret (Argo `SecureHeader`), resolved once at start."""
+
+    name: str = pydantic.Field(min_length=1)
+    value_from: SecretKeySource
+
+
+class BasicAuth(manifests.Model):
+    username: secrets.SecretRef
+    password: secrets.SecretRef
+
+
+class TLSConfig(manifests.Model):
+    insecure_skip_verify: bool = False
+
+
+class HttpTriggerSpec(manifests.Model):
+    """Argo Events `HTTPTrigger`; `payload` builds the JSON body, `parameters` edit this spec."""
+
+    url: str
+    method: str = "POST"
+    payload: list[params.TriggerParameter] = pydantic.Field(default_factory=list)
+    parameters: list[params.TriggerParameter] = pydantic.Field(default_factory=list)
+    headers: dict[str, str] = pydantic.Field(default_factory=dict)
+    secure_headers: list[SecureHeader] = pydantic.Field(default_factory=list)
+    basic_auth: BasicAuth | None = None
+    timeout: float = pydantic.Field(default=60.0, gt=0)
+    tls: TLSConfig | None = None
+
+    @pydantic.field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {url!r}")
+        return url
+
+    @pydantic.field_validator("method")
+    @classmethod
+    def _method(cls, method: str) -> str:
+        method = method.upper()
+        if not method.isascii() or not method.isalpha():
+            raise ValueError(f"not an HTTP method: {method!r}")
+        return method
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class HttpRequest:
+    """The resolved resource: the spec after `parameters`, and the JSON body from `payload`."""
+
+    spec: HttpTriggerSpec
+    body: Any
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class HttpOutcome:
+    """What came back; `body` is a decoded excerpt, never the whole response."""
+
+    method: str
+    url: str
+    status: int
+    body: str
+    retry_after: str | None = None
+
+    def describe(self) -> str:
+        excerpt = self.body[:_MESSAGE_EXCERPT]
+        return f"{self.method} {self.url}: HTTP {self.status}" + (f": {excerpt}" if excerpt else "")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Credentials:
+    headers: dict[str, str]
+
+
+class HttpTrigger(base.PipelineTrigger[HttpRequest, HttpOutcome]):
+    spec_model: ClassVar[type[pydantic.BaseModel]] = HttpTriggerSpec
+
+    def __init__(self, *, spec: HttpTriggerSpec | dict[str, Any], context: base.TriggerContext):
+        self._spec = HttpTriggerSpec.model_validate(spec)
+        self._context = context
+        self._policy = policies.coerce(context.policy)
+        self._credentials: _Credentials | None = None
+
+    async def start(self, stack: contextlib.AsyncExitStack) -> None:
+        # Resolve secrets once, at start: a missing secret shows up before the first event,
+        # and firings do not pay a lookup. Parameters therefore cannot change them.
+        await self._resolve_credentials()
+
+    async def _resolve_credentials(self) -> _Credentials:
+        if self._credentials is None:
+            resolver = self._context.secrets
+            headers = {
+                h.name: await resolver.resolve(h.value_from.secret_key_ref)
+                for h in self._spec.secure_headers
+            }
+            if self._spec.basic_auth is not None:
+                headers["Authorization"] = _basic_auth(
+                    await resolver.resolve(self._spec.basic_auth.username),
+                    await resolver.resolve(self._spec.basic_auth.password),
+                )
+            self._credentials = _Credentials(headers)
+        return self._credentials
+
+    async def resolve(self, firing: base.Firing) -> HttpRequest:
+        # An HTTP trigger has no external template: the spec itself is the resource.
+        return HttpRequest(spec=self._spec, body=None)
+
+    def apply_parameters(self, resource: HttpRequest, firing: base.Firing) -> HttpRequest:
+        spec = resource.spec
+        if spec.parameters:
+            # Argo applies `parameters` to the JSON form of the trigger spec; do the same on
+            # the camelCase dict and validate it again, so a parameter cannot smuggle in an
+            # invalid URL or method.
+            edited = params.apply(
+                spec.parameters, firing.events, spec.model_dump(mode="json", by_alias=True)
+            )
+            try:
+                spec = HttpTriggerSpec.model_validate(edited)
+            except pydantic.ValidationError as exc:
+                problems = "; ".join(
+                    f"{manifests.format_loc(e['loc'])}: {e['msg']}"
+                    for e in exc.errors(include_url=False)
+                )
+                raise errors.PermanentTriggerError(
+                    f"http trigger {self._context.trigger}: parameters made the spec invalid:"
+                    f" {problems}"
+                ) from None
+        body = params.apply(spec.payload, firing.events, {})
+        return HttpRequest(spec=spec, body=body)
+
+    async def execute(self, resource: HttpRequest, firing: base.Firing) -> HttpOutcome:
+        spec = resource.spec
+        credentials = await self._resolve_credentials()
+        headers: multidict.CIMultiDict[str] = multidict.CIMultiDict()
+        headers["Content-Type"] = "application/json"
+        # Case-insensitive replacement: a user's `content-type` replaces ours, not joins it.
+        for name, value in {**spec.headers, **credentials.headers}.items():
+            headers[name] = value
+        # Set last: the trigger key is what makes the effect idempotent; users cannot override.
+        headers["Idempotency-Key"] = firing.key
+        verify = not (spec.tls is not None and spec.tls.insecure_skip_verify)
+        where = f"{spec.method} {spec.url}"
+        try:
+            async with self._context.session.request(
+                spec.method,
+                spec.url,
+                data=orjson.dumps(resource.body),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=spec.timeout),
+                ssl=verify,
+            ) as response:
+                raw = await _read_capped(response)
+                return HttpOutcome(
+                    method=spec.method,
+                    url=spec.url,
+                    status=response.status,
+                    body=raw[:_OUTCOME_EXCERPT].decode("utf-8", "replace"),
+                    retry_after=response.headers.get("Retry-After"),
+                )
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise errors.PermanentTriggerError(
+                f"{where}: certificate not trusted ({exc.certificate_error});"
+                " fix the server certificate or set tls.insecureSkipVerify"
+            ) from None
+        except TimeoutError:
+            raise errors.TemporaryTriggerError(
+                f"{where}: no response within {spec.timeout:g} s"
+            ) from None
+        except aiohttp.InvalidURL:
+            raise errors.PermanentTriggerError(f"{where}: invalid URL") from None
+        except aiohttp.ClientError as exc:
+            raise errors.TemporaryTriggerError(f"{where}: {exc or type(exc).__name__}") from None
+        except ValueError as exc:
+            # aiohttp refuses header values with CR/LF (e.g. set by a parameter): a bad request.
+            raise errors.PermanentTriggerError(f"{where}: invalid request: {exc}") from None
+
+    async def apply_policy(self, outcome: HttpOutcome, firing: base.Firing) -> None:
+        status_policy = self._policy.status if self._policy is not None else None
+        if status_policy is not None:
+            if status_policy.allows(outcome.status):
+                return
+            reason = f" (not in policy status.allow {status_policy.allow})"
+        elif 200 <= outcome.status < 300:
+            return
+        else:
+            reason = ""
+        message = outcome.describe() + reason
+        if outcome.status >= 500 or outcome.status in _RETRYABLE_4XX:
+            raise errors.TemporaryTriggerError(message, delay=retry_after(outcome.retry_after))
+        raise errors.PermanentTriggerError(message)
+
+
+def _basic_auth(username: str, password: str) -> str:
+    # Built by hand: aiohttp.BasicAuth is deprecated in 3.14 and its successor is 3.14-only.
+    if ":" in username:
+        raise errors.SecretError("basicAuth username must not contain ':' (RFC 7617)")
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(_BODY_CAP):
+        body += chunk
+        if len(body) >= _BODY_CAP:
+            # Leave the rest unread: aiohttp then closes this connection instead of pooling it.
+            break
+    return bytes(body)
+
+
+def retry_after(value: str | None, *, now: datetime.datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    now = now or datetime.datetime.now(datetime.UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+__all__ = [
+    "BasicAuth",
+    "HttpOutcome",
+    "HttpRequest",
+    "HttpTrigger",
+    "HttpTriggerSpec",
+    "SecureHeader",
+    "TLSConfig",
+    "retry_after",
+]

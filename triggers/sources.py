@@ -1,0 +1,370 @@
+"""Where a trigger's template comes from, and how it is fetched and parsed.
+
+Argo Events lets a trigger read its template (a Workflow, a TFJob, any Kubernetes object) from
+an `ArtifactLocation`: written inline, a file on the sensor's disk, a URL, a ConfigMap or an S3
+object. This module is that resolver, kept apart from any one trigger kind so that the
+Kubernetes triggers can reuse it: `resolve(location, session=..., limits=...)` returns the one
+parsed YAML/JSON document.
+
+Kinds of location are dispatched through `_RESOLVERS` (field name -> coroutine), not an
+if-chain; `configmap` and `s3` are declared (so manifests validate and the CRD schema is right)
+but fail with a clear "needs ..." error until their issues land.
+
+Failures follow the trigger error tree: what retrying can fix (5xx, timeouts, refused
+connections) is a `TemporaryTriggerError`; everything else (4xx, bad YAML, too large, missing
+file, unverifiable certificate) is a `PermanentTriggerError`. Every message starts with
+`template <where>:` so the user can tell which template of which trigger broke.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import functools
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import aiohttp
+import pydantic
+import yaml
+
+from tripwire import errors, manifests
+
+DEFAULT_MAX_BYTES = 1 << 20
+DEFAULT_TIMEOUT = 10.0
+_CHUNK = 64 * 1024
+_EXCERPT = 200
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Limits:
+    """Bounds on fetching one template; a template past them is an error, not a truncation."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    timeout: float = DEFAULT_TIMEOUT
+
+
+class FileArtifact(manifests.Model):
+    path: str = pydantic.Field(min_length=1)
+
+
+class URLArtifact(manifests.Model):
+    path: str = pydantic.Field(min_length=1)
+    verify_cert: bool = True
+
+    @pydantic.field_validator("path")
+    @classmethod
+    def _http_only(cls, path: str) -> str:
+        # Only http(s): `file://` and friends would bypass the `file` kind and its rules.
+        scheme = path.partition("://")[0].lower() if "://" in path else ""
+        if scheme not in ("http", "https"):
+            raise ValueError(f"url must start with http:// or https://, got {path!r}")
+        return path
+
+
+class ConfigMapKeySelector(manifests.Model):
+    name: str = pydantic.Field(min_length=1)
+    key: str = pydantic.Field(min_length=1)
+    optional: bool | None = None
+
+
+class ArtifactLocation(manifests.Model):
+    """Exactly one of the locations (Argo Events `ArtifactLocation`).
+
+    `resource` is an object written in the manifest, or YAML/JSON text; `inline` is Argo's
+    name for the text form and is accepted so ported manifests keep working. `s3` keeps Argo's
+    shape as an open mapping until the S3 issue models it.
+    """
+
+    resource: dict[str, Any] | str | None = None
+    inline: str | None = None
+    file: FileArtifact | None = None
+    url: URLArtifact | None = None
+    configmap: ConfigMapKeySelector | None = None
+    s3: dict[str, Any] | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _exactly_one(self) -> ArtifactLocation:
+        chosen = [name for name in _RESOLVERS if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"set exactly one of {', '.join(_RESOLVERS)}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(name for name in _RESOLVERS if getattr(self, name) is not None)
+
+    def describe(self) -> str:
+        """How messages name this location: the URL, the file path, `configmap ns/key`, ..."""
+        if self.url is not None:
+            return self.url.path
+        if self.file is not None:
+            return f"file {self.file.path}"
+        if self.configmap is not None:
+            return f"configmap {self.configmap.name} key {self.configmap.key}"
+        if self.s3 is not None:
+            bucket = self.s3.get("bucket")
+            name = bucket.get("name") if isinstance(bucket, dict) else None
+            key = bucket.get("key") if isinstance(bucket, dict) else None
+            return f"s3 {name}/{key}" if name else "s3"
+        return "inline resource"
+
+
+class UrlCache:
+    """A small TTL cache of parsed URL templates, shared by the triggers of one process.
+
+    Busy sensors fire many times a second; re-fetching the same template each time would make
+    the template server a bottleneck. Entries are deep-copied on the way out so callers may
+    mutate what they get. Failures are not cached: the next firing retries the fetch.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float = 60.0,
+        max_entries: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl
+        self._max = max_entries
+        self._clock = clock
+        self._entries: dict[tuple[str, bool], tuple[float, Any]] = {}
+
+    def get(self, key: tuple[str, bool]) -> Any:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] <= self._clock():
+            self._entries.pop(key, None)
+            return None
+        return copy.deepcopy(entry[1])
+
+    def put(self, key: tuple[str, bool], value: Any) -> None:
+        if len(self._entries) >= self._max:
+            # Dicts keep insertion order: dropping the first entry evicts the oldest fetch.
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (self._clock() + self._ttl, copy.deepcopy(value))
+
+
+class _Resolver(Protocol):
+    async def __call__(
+        self,
+        location: ArtifactLocation,
+        *,
+        session: aiohttp.ClientSession,
+        limits: Limits,
+        cache: UrlCache | None,
+    ) -> Any: ...
+
+
+async def resolve(
+    location: ArtifactLocation,
+    *,
+    session: aiohttp.ClientSession,
+    limits: Limits | None = None,
+    cache: UrlCache | None = None,
+) -> Any:
+    """The one document at `location`, parsed; raises PermanentTriggerError or
+    TemporaryTriggerError with a message naming the location."""
+    resolver = _RESOLVERS[location.kind]
+    return await resolver(location, session=session, limits=limits or Limits(), cache=cache)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing.
+
+
+def _without_timestamps(base: type[yaml.SafeLoader]) -> type[yaml.SafeLoader]:
+    """A loader that keeps `2024-01-01` a string, as Kubernetes' YAML-to-JSON reading does;
+    datetime objects would not survive the JSON round trip to the API server."""
+    resolvers = {
+        first: [r for r in items if r[0] != "tag:yaml.org,2002:timestamp"]
+        for first, items in base.yaml_implicit_resolvers.items()
+    }
+    return type("_TemplateLoader", (base,), {"yaml_implicit_resolvers": resolvers})
+
+
+# The C loader when libyaml is present (templates are parsed per fetch); same semantics.
+_LOADER = _without_timestamps(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def parse(text: str, *, where: str) -> Any:
+    """Exactly one YAML (or JSON) document of `text`; empty documents are not counted."""
+    try:
+        docs = [doc for doc in yaml.load_all(text, Loader=_LOADER) if doc is not None]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        reason = exc.problem or exc.context or "invalid YAML"
+        raise errors.PermanentTriggerError(f"template {where}: {line}{reason}") from None
+    except yaml.YAMLError as exc:
+        raise errors.PermanentTriggerError(f"template {where}: invalid YAML: {exc}") from None
+    if len(docs) != 1:
+        found = "no document" if not docs else f"{len(docs)} documents"
+        raise errors.PermanentTriggerError(
+            f"template {where}: expected exactly one YAML document, found {found}"
+        )
+    return docs[0]
+
+
+def _decode(raw: bytes, *, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise errors.PermanentTriggerError(
+            f"template {where}: not UTF-8 text (byte {exc.start})"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# One resolver per kind of location.
+
+
+async def _resource(
+    location: ArtifactLocation,
+    *,
+    session: aiohttp.ClientSession,
+    limits: Limits,
+    cache: UrlCache | None,
+) -> Any:
+    value = location.resource if location.resource is not None else location.inline
+    if isinstance(value, str):
+        value = _parse_inline(value)
+    # The manifest model (and the parse cache) is shared by every firing: hand out a copy.
+    return copy.deepcopy(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_inline(text: str) -> Any:
+    # Inline text never changes for the life of a manifest: parse it once, not per firing.
+    return parse(text, where="inline resource")
+
+
+def _read_capped(path: pathlib.Path, max_bytes: int) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(max_bytes + 1)
+
+
+async def _file(
+    location: ArtifactLocation,
+    *,
+    session: aiohttp.ClientSession,
+    limits: Limits,
+    cache: UrlCache | None,
+) -> Any:
+    assert location.file is not None
+    where = f"file {location.file.path}"
+    path = pathlib.Path(location.file.path)
+    try:
+        # Disk reads block; a slow volume must not stall every other trigger in the process.
+        raw = await asyncio.to_thread(_read_capped, path, limits.max_bytes)
+    except FileNotFoundError:
+        raise errors.PermanentTriggerError(f"template {where}: no such file") from None
+    except OSError as exc:
+        raise errors.PermanentTriggerError(
+            f"template {where}: cannot read: {exc.strerror or exc}"
+        ) from None
+    if len(raw) > limits.max_bytes:
+        raise errors.PermanentTriggerError(
+            f"template {where}: larger than the limit of {limits.max_bytes} bytes"
+        )
+    return parse(_decode(raw, where=where), where=where)
+
+
+async def _url(
+    location: ArtifactLocation,
+    *,
+    session: aiohttp.ClientSession,
+    limits: Limits,
+    cache: UrlCache | None,
+) -> Any:
+    assert location.url is not None
+    url, verify = location.url.path, location.url.verify_cert
+    if cache is not None:
+        cached = cache.get((url, verify))
+        if cached is not None:
+            return cached
+    raw = await _fetch(url, verify=verify, session=session, limits=limits)
+    parsed = parse(_decode(raw, where=url), where=url)
+    if cache is not None:
+        cache.put((url, verify), parsed)
+    return parsed
+
+
+async def _fetch(
+    url: str, *, verify: bool, session: aiohttp.ClientSession, limits: Limits
+) -> bytes:
+    timeout = aiohttp.ClientTimeout(total=limits.timeout)
+    try:
+        async with session.get(url, timeout=timeout, ssl=verify) as response:
+            if response.status >= 300:
+                excerpt = (await response.content.read(_EXCERPT)).decode("utf-8", "replace")
+                message = f"template {url}: HTTP {response.status} {response.reason or ''}"
+                message = f"{message.rstrip()}: {excerpt}" if excerpt else message.rstrip()
+                if response.status >= 500:
+                    raise errors.TemporaryTriggerError(message)
+                raise errors.PermanentTriggerError(message)
+            too_large = f"template {url}: larger than the limit of {limits.max_bytes} bytes"
+            if response.content_length is not None and response.content_length > limits.max_bytes:
+                raise errors.PermanentTriggerError(too_large)
+            body = bytearray()
+            # Stop reading as soon as the limit is passed: a wrong URL pointing at a huge
+            # file must not fill the sensor's memory.
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                body += chunk
+                if len(body) > limits.max_bytes:
+                    raise errors.PermanentTriggerError(too_large)
+            return bytes(body)
+    except errors.TriggerError:
+        raise
+    except aiohttp.ClientConnectorCertificateError as exc:
+        # Retrying cannot make an untrusted certificate trusted; the manifest must change.
+        raise errors.PermanentTriggerError(
+            f"template {url}: certificate not trusted ({exc.certificate_error});"
+            " fix the server certificate or set verifyCert: false"
+        ) from None
+    except TimeoutError:
+        raise errors.TemporaryTriggerError(
+            f"template {url}: no complete response within {limits.timeout:g} s"
+        ) from None
+    except aiohttp.InvalidURL:
+        raise errors.PermanentTriggerError(f"template {url}: invalid URL") from None
+    except aiohttp.ClientError as exc:
+        raise errors.TemporaryTriggerError(f"template {url}: {exc or type(exc).__name__}") from None
+
+
+def _not_yet(needs: str) -> _Resolver:
+    async def unsupported(
+        location: ArtifactLocation,
+        *,
+        session: aiohttp.ClientSession,
+        limits: Limits,
+        cache: UrlCache | None,
+    ) -> Any:
+        raise errors.PermanentTriggerError(f"template {location.describe()}: {needs}")
+
+    return unsupported
+
+
+# Field name -> resolver; also the order in which `ArtifactLocation` lists the choices.
+_RESOLVERS: dict[str, _Resolver] = {
+    "resource": _resource,
+    "inline": _resource,
+    "file": _file,
+    "url": _url,
+    "configmap": _not_yet("configmap sources need the Kubernetes API client (not implemented yet)"),
+    "s3": _not_yet("s3 sources need the S3 client (not implemented yet)"),
+}
+
+
+__all__ = [
+    "ArtifactLocation",
+    "ConfigMapKeySelector",
+    "FileArtifact",
+    "Limits",
+    "URLArtifact",
+    "UrlCache",
+    "parse",
+    "resolve",
+]
