@@ -160,9 +160,7 @@ async def test_nak_redelivers_after_the_delay(open_bus: OpenBus) -> None:
         await _nothing_more(sub)
 
 
-async def test_unacked_messages_are_redelivered_after_restart(
-    open_bus: OpenBus, kind: str
-) -> None:
+async def test_unacked_messages_are_redelivered_after_restart(open_bus: OpenBus, kind: str) -> None:
     if kind != "sqlite":
         pytest.skip("an in-memory bus forgets everything when the process ends, by design")
     async with open_bus() as bus:
@@ -251,10 +249,10 @@ async def test_publish_fails_loudly_when_the_journal_cannot_write(
 
 def _set_page_limit(bus: embedded.EmbeddedBus, pages: int) -> Awaitable[None]:
     def apply() -> None:
-        db = bus._db  # noqa: SLF001 - simulating a full disk needs the connection
+        db = bus._db  # simulating a full disk needs the connection
         assert db is not None
         current = db.execute("PRAGMA page_count").fetchone()[0]
         db.execute(f"PRAGMA max_page_count = {max(pages, current)}")
 
-    executor = bus._executor  # noqa: SLF001
+    executor = bus._executor
     return asyncio.get_running_loop().run_in_executor(executor, apply)
