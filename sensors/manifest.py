@@ -108,13 +108,32 @@ class SensorSpecBase(manifests.Model):
                 condition_exprs.compile(trigger.template.conditions, names=deps)
             except ValueError as exc:
                 raise ValueError(f"trigger {trigger.template.name!r} conditions: {exc}") from None
-            for param in trigger.parameters:
+            for where, param in _parameters(trigger):
                 if param.src.dependency_name not in deps:
                     raise ValueError(
-                        f"trigger {trigger.template.name!r} parameter names unknown dependency"
+                        f"trigger {trigger.template.name!r} {where} names unknown dependency"
                         f" {param.src.dependency_name!r} (known: {', '.join(deps)})"
                     )
         return self
+
+
+def _parameters(trigger: TriggerBase) -> list[tuple[str, trigger_parameters.TriggerParameter]]:
+    """Every parameter of a trigger: its own and those anywhere in its kind's spec (payload...)."""
+    found = [(f"parameters[{i}]", p) for i, p in enumerate(trigger.parameters)]
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, trigger_parameters.TriggerParameter):
+            found.append((where, value))
+        elif isinstance(value, pydantic.BaseModel):
+            for name, field in type(value).model_fields.items():
+                walk(getattr(value, name), f"{where}.{field.alias or name}")
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                walk(item, f"{where}[{i}]")
+
+    kind, spec = trigger.template.kind()
+    walk(spec, kind)
+    return found
 
 
 @functools.cache

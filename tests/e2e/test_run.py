@@ -269,3 +269,90 @@ async def test_no_event_with_a_200_is_lost_over_1000_events_with_a_sigkill_midwa
     seqs = [int(str(body["seq"])) for body in sink.effects.values()]
     twice = {s for s in seqs if seqs.count(s) > 1}
     assert twice <= failed, f"events acknowledged with 200 fired twice: {sorted(twice - failed)}"
+
+
+async def test_sigterm_drains_the_trigger_in_flight_then_exits_zero(
+    tmp_path: pathlib.Path,
+) -> None:
+    webhook_port = free_port()
+    state = tmp_path / "state"
+    log = tmp_path / "tripwire.log"
+    async with sink_server(hold_first=True) as sink:
+        files = write_manifests(tmp_path / "m.yaml", webhook_port=webhook_port, sink_port=sink.port)
+        async with tripwire_run(files, state_dir=state, log=log) as tw:
+            await tw.wait_ready()
+            async with aiohttp.ClientSession() as session:
+                url = f"http://127.0.0.1:{webhook_port}/job"
+                async with session.post(url, json={"seq": 1}) as resp:
+                    assert resp.status == 200
+            await asyncio.wait_for(sink.first_arrived.wait(), 15)
+            tw.proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            assert tw.proc.returncode is None, "exited without waiting for the trigger"
+            sink.hold_first = False
+            sink.closing.set()  # the target answers (503, then the retry gets 200)
+            assert await asyncio.wait_for(tw.proc.wait(), 10) == 0
+        assert "stopped" in tw.output()
+        before = len(sink.deliveries)
+        async with tripwire_run(files, state_dir=state, log=log) as tw:
+            await tw.wait_ready()
+            await asyncio.sleep(0.5)
+        # Drained and acknowledged: the restart resumes nothing.
+        assert len(sink.deliveries) == before
+    assert list(sink.effects.values()) == [{"seq": 1}]
+
+
+async def test_a_source_that_cannot_start_is_not_ready_and_the_rest_runs(
+    tmp_path: pathlib.Path,
+) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    busy_port = busy.getsockname()[1]
+    good_port = free_port()
+    files = tmp_path / "m.yaml"
+    files.write_text(
+        f"""
+apiVersion: tripwire.dev/v1alpha1
+kind: Gateway
+metadata: {{name: gw}}
+spec:
+  webhook:
+    taken: {{port: {busy_port}, endpoint: /a, host: 127.0.0.1}}
+    fine: {{port: {good_port}, endpoint: /b, host: 127.0.0.1}}
+---
+apiVersion: tripwire.dev/v1alpha1
+kind: Sensor
+metadata: {{name: s}}
+spec:
+  dependencies: [{{name: b, gatewayName: gw, eventName: fine}}]
+  triggers: [{{template: {{name: log, log: {{}}}}}}]
+"""
+    )
+    try:
+        async with tripwire_run(files, state_dir=tmp_path / "st", log=tmp_path / "log") as tw:
+            base = f"http://127.0.0.1:{tw.metrics_port}"
+            async with aiohttp.ClientSession() as session:
+                for _ in range(200):
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with session.get(f"{base}/readyz") as resp:
+                            if resp.status == 503:
+                                not_ready = (await resp.json())["not_ready"]
+                                break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError(tw.output())
+                assert [n["name"] for n in not_ready] == ["taken"]
+                assert str(busy_port) in not_ready[0]["error"]
+                async with session.post(f"http://127.0.0.1:{good_port}/b", json={}) as resp:
+                    assert resp.status == 200
+                for _ in range(100):
+                    async with session.get(f"{base}/metrics") as resp:
+                        text = await resp.text()
+                    if 'tripwire_triggers_fired_total{sensor="s",trigger="log"} 1.0' in text:
+                        break
+                    await asyncio.sleep(0.05)
+                assert 'tripwire_triggers_fired_total{sensor="s",trigger="log"} 1.0' in text
+                assert 'tripwire_events_published_total{event="fine",gateway="gw"} 1.0' in text
+    finally:
+        busy.close()
