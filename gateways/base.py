@@ -51,7 +51,7 @@ class SourceContext:
         self,
         data: Any,
         *,
-        id: str | None = None,  # noqa: A002 - CloudEvents attribute name
+        id: str | None = None,  # the CloudEvents attribute name
         content_type: str = "application/json",
     ) -> events.Event:
         """A new event of this entry; `id` from the source's natural id when it has one."""

@@ -42,8 +42,13 @@ class GatewaySpecBase(manifests.Model):
             raise ValueError(f"a gateway needs at least one entry under one of: {kinds}")
         for kind, name, _spec in entries:
             if not ENTRY_NAME.match(name):
-                raise ValueError(
-                    f"{kind} entry name {name!r} may only use letters, digits, '-' and '_'"
+                raise manifests.FieldError(
+                    [
+                        (
+                            (kind, name),
+                            f"{kind} entry name {name!r} may only use letters, digits, '-' and '_'",
+                        )
+                    ]
                 )
             if name in seen:
                 raise ValueError(

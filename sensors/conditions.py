@@ -259,7 +259,7 @@ class _Parser:
         name = self.text[start : self.pos]
         if name not in self.known_set:
             known = ", ".join(self.known) if self.known else "(none)"
-            raise self.error(f"unknown dependency {name!r}; known dependencies: {known}", start)
+            raise self.error(f"unknown dependency {name!r} (known: {known})", start)
         return _Name(name)
 
 

@@ -42,19 +42,23 @@ class DataFilter(manifests.Model):
         if self.type == "string":
             if self.comparator not in (None, "=", "!="):
                 raise ValueError("a string filter compares with = or != only")
-            for v in self.value:
+            bad = []
+            for i, v in enumerate(self.value):
                 try:
                     re.compile(v)
                 except re.error as exc:
-                    raise ValueError(
-                        f"value {v!r} is not a valid regular expression: {exc}"
-                    ) from None
+                    bad.append((("value", i), f"{v!r} is not a valid regular expression: {exc}"))
+            if bad:
+                raise manifests.FieldError(bad)
         elif self.type == "number":
-            for v in self.value:
+            bad = []
+            for i, v in enumerate(self.value):
                 try:
                     float(v)
                 except ValueError:
-                    raise ValueError(f"value {v!r} is not a number") from None
+                    bad.append((("value", i), f"{v!r} is not a number"))
+            if bad:
+                raise manifests.FieldError(bad)
         else:
             if self.comparator not in (None, "=", "!="):
                 raise ValueError("a bool filter compares with = or != only")

@@ -95,44 +95,69 @@ class SensorSpecBase(manifests.Model):
 
     @pydantic.model_validator(mode="after")
     def _names_resolve(self) -> SensorSpecBase:
-        deps = [d.name for d in self.dependencies]
-        dupes = sorted({n for n in deps if deps.count(n) > 1})
-        if dupes:
-            raise ValueError(f"dependency names must be unique: {', '.join(dupes)}")
-        names = [t.template.name for t in self.triggers]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"trigger names must be unique: {', '.join(dupes)}")
-        for trigger in self.triggers:
-            try:
-                condition_exprs.compile(trigger.template.conditions, names=deps)
-            except ValueError as exc:
-                raise ValueError(f"trigger {trigger.template.name!r} conditions: {exc}") from None
-            for where, param in _parameters(trigger):
-                if param.src.dependency_name not in deps:
-                    raise ValueError(
-                        f"trigger {trigger.template.name!r} {where} names unknown dependency"
-                        f" {param.src.dependency_name!r} (known: {', '.join(deps)})"
+        problems: list[tuple[manifests.Location, str]] = []
+        deps: dict[str, int] = {}
+        for i, dep in enumerate(self.dependencies):
+            if dep.name in deps:
+                problems.append(
+                    (
+                        ("dependencies", i, "name"),
+                        f"dependency name {dep.name!r} is already used by"
+                        f" dependencies[{deps[dep.name]}]",
                     )
+                )
+            deps.setdefault(dep.name, i)
+        triggers: dict[str, int] = {}
+        for i, trigger in enumerate(self.triggers):
+            name = trigger.template.name
+            if name in triggers:
+                problems.append(
+                    (
+                        ("triggers", i, "template", "name"),
+                        f"trigger name {name!r} is already used by triggers[{triggers[name]}]",
+                    )
+                )
+            triggers.setdefault(name, i)
+        known = ", ".join(deps)
+        for i, trigger in enumerate(self.triggers):
+            try:
+                condition_exprs.compile(trigger.template.conditions, names=list(deps))
+            except ValueError as exc:
+                problems.append((("triggers", i, "template", "conditions"), str(exc)))
+            for loc, param in _parameters(trigger):
+                if param.src.dependency_name not in deps:
+                    problems.append(
+                        (
+                            ("triggers", i, *loc, "src", "dependencyName"),
+                            f"unknown dependency {param.src.dependency_name!r} (known: {known})",
+                        )
+                    )
+        if problems:
+            raise manifests.FieldError(problems)
         return self
 
 
-def _parameters(trigger: TriggerBase) -> list[tuple[str, trigger_parameters.TriggerParameter]]:
-    """Every parameter of a trigger: its own and those anywhere in its kind's spec (payload...)."""
-    found = [(f"parameters[{i}]", p) for i, p in enumerate(trigger.parameters)]
+def _parameters(
+    trigger: TriggerBase,
+) -> list[tuple[manifests.Location, trigger_parameters.TriggerParameter]]:
+    """Every parameter of a trigger, with its location below the trigger: its own, and those
+    anywhere in its kind's spec (an http `payload`, a k8s `parameters`)."""
+    found: list[tuple[manifests.Location, trigger_parameters.TriggerParameter]] = [
+        (("parameters", i), p) for i, p in enumerate(trigger.parameters)
+    ]
 
-    def walk(value: Any, where: str) -> None:
+    def walk(value: Any, loc: manifests.Location) -> None:
         if isinstance(value, trigger_parameters.TriggerParameter):
-            found.append((where, value))
+            found.append((loc, value))
         elif isinstance(value, pydantic.BaseModel):
             for name, field in type(value).model_fields.items():
-                walk(getattr(value, name), f"{where}.{field.alias or name}")
+                walk(getattr(value, name), (*loc, field.alias or name))
         elif isinstance(value, list | tuple):
             for i, item in enumerate(value):
-                walk(item, f"{where}[{i}]")
+                walk(item, (*loc, i))
 
     kind, spec = trigger.template.kind()
-    walk(spec, kind)
+    walk(spec, ("template", kind))
     return found
 
 

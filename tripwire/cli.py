@@ -1,4 +1,4 @@
-"""The `tripwire` command: run, validate, version.
+"""The `tripwire` command: run, validate, version, crds.
 
 User errors (a bad manifest, a state dir in use) print one line per problem and exit 2 with no
 traceback; SIGTERM/SIGINT stop intake, drain in-flight triggers and exit 0 within `--grace`
@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 import tripwire
-from tripwire import documents, errors, runtime
+from tripwire import crdgen, documents, errors, runtime
 
 log = logging.getLogger("tripwire")
 
@@ -112,6 +112,17 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check manifest files; exit 0 or 2")
     validate.add_argument("paths", nargs="+", metavar="PATH")
     sub.add_parser("version", help="print the version")
+    crds = sub.add_parser("crds", help="write the CustomResourceDefinitions of the models")
+    crds.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=crdgen.DEFAULT_OUT,
+        metavar="DIR",
+        help="directory (default: crds)",
+    )
+    crds.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a file is stale"
+    )
     return parser
 
 
@@ -120,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"tripwire {tripwire.__version__}")
         return 0
+    if args.command == "crds":
+        return crdgen.main(out=args.out, check=args.check)
     try:
         loaded = documents.load(args.paths)
     except errors.ManifestError as exc:

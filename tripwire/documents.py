@@ -33,8 +33,7 @@ def kinds() -> dict[str, Callable[[], type[pydantic.BaseModel]]]:
 
 def load(paths: Iterable[str | pathlib.Path], *, check_references: bool = True) -> Loaded:
     """Validate every document; raise `ManifestError` with every problem found."""
-    docs = manifests.read_paths(paths)
-    problems: list[errors.Problem] = []
+    docs, problems = manifests.read_paths(paths)
     gateways: list[gateway_manifest.GatewayBase] = []
     sensors: list[sensor_manifest.SensorBase] = []
     origin: dict[tuple[str, str], tuple[manifests.Document, manifests.Location]] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
 import pydantic
@@ -27,13 +27,18 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 Location = tuple[str | int, ...]
 
 
+def _camel(name: str) -> str:
+    """`retry_strategy` -> `retryStrategy`; names without `_` stay as written (`k8s`, not `k8S`)."""
+    return alias_generators.to_camel(name) if "_" in name else name
+
+
 class Model(pydantic.BaseModel):
     """Base of every spec model: camelCase on the wire, unknown fields are errors, immutable."""
 
     model_config = pydantic.ConfigDict(
         extra="forbid",
         populate_by_name=True,
-        alias_generator=alias_generators.to_camel,
+        alias_generator=_camel,
         frozen=True,
         str_strip_whitespace=False,
     )
@@ -67,7 +72,9 @@ def parse_duration(value: object) -> float:
     return total
 
 
-Duration = Annotated[float, pydantic.BeforeValidator(parse_duration)]
+Duration = Annotated[
+    float, pydantic.BeforeValidator(parse_duration, json_schema_input_type=int | str)
+]
 """Seconds; accepts Go duration strings as Argo Events does (`10s`, `1m30s`)."""
 
 
@@ -176,6 +183,9 @@ def parse(text: str, *, file: str) -> list[Document]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         reason = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and exc.context and exc.context_mark is not None:
+            # "got '<stream end>'" alone points past the end; say what was left open, where.
+            reason += f" ({exc.context} at line {exc.context_mark.line + 1})"
         raise errors.ManifestError(
             [errors.Problem(file=file, line=line, path="", message=f"invalid YAML: {reason}")]
         ) from None
@@ -193,10 +203,13 @@ def parse(text: str, *, file: str) -> list[Document]:
     return docs
 
 
-def read_paths(paths: Iterable[str | pathlib.Path]) -> list[Document]:
+def read_paths(
+    paths: Iterable[str | pathlib.Path],
+) -> tuple[list[Document], list[errors.Problem]]:
     """Documents of the given files and of the manifest files directly in given directories.
 
-    Every unreadable or unparsable file is reported, all at once.
+    Returns the documents that parsed and a problem for every file that did not, so the caller
+    can still validate the rest and report everything at once.
     """
     problems: list[errors.Problem] = []
     docs: list[Document] = []
@@ -228,23 +241,88 @@ def read_paths(paths: Iterable[str | pathlib.Path]) -> list[Document]:
                 docs.extend(parse(text, file=str(file)))
             except errors.ManifestError as exc:
                 problems.extend(exc.problems)
-    if problems:
-        raise errors.ManifestError(problems)
-    return docs
+    return docs, problems
 
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 
+class FieldError(ValueError):
+    """Problems a validator found in fields below its model, each `(loc relative to it, text)`.
+
+    pydantic locates a model validator's ValueError at the model itself; cross-field rules
+    (unique names, conditions that name dependencies) know which field is wrong, and may find
+    several problems at once.
+    """
+
+    def __init__(self, problems: Sequence[tuple[Location, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(message for _loc, message in problems))
+
+
 def _message(err: Mapping[str, Any]) -> str:
-    kind = err.get("type", "")
+    """pydantic's error as a short sentence a YAML author understands: what was expected, got.
+
+    pydantic speaks Python ("a valid dictionary or instance of GatewaySpec", "unable to parse
+    string as an integer"); users wrote YAML, so they read mapping, list, integer, true/false.
+    Error kinds not listed keep pydantic's text.
+    """
+    kind = str(err.get("type", ""))
+    ctx: Mapping[str, Any] = err.get("ctx") or {}
+    value = err.get("input")
+    if isinstance(value, dict):
+        got = "a mapping"
+    elif isinstance(value, list):
+        got = "a list"
+    elif value is None:
+        got = "null"
+    elif isinstance(value, bool):
+        got = "true" if value else "false"
+    elif isinstance(value, str):
+        got = repr(value if len(value) <= 60 else value[:57] + "...")
+    else:
+        got = str(value)
+    expected = {
+        "int_type": "an integer",
+        "int_parsing": "an integer",
+        "int_from_float": "an integer",
+        "float_type": "a number",
+        "float_parsing": "a number",
+        "bool_type": "true or false",
+        "bool_parsing": "true or false",
+        "string_type": "a string",
+        "dict_type": "a mapping",
+        "model_type": "a mapping",
+        "model_attributes_type": "a mapping",
+        "list_type": "a list",
+        "tuple_type": "a list",
+        "set_type": "a list",
+        "none_required": "null",
+        "literal_error": f"one of {ctx.get('expected')}",
+        "enum": f"one of {ctx.get('expected')}",
+        "greater_than": f"a number > {ctx.get('gt')}",
+        "greater_than_equal": f"a number >= {ctx.get('ge')}",
+        "less_than": f"a number < {ctx.get('lt')}",
+        "less_than_equal": f"a number <= {ctx.get('le')}",
+        "string_pattern_mismatch": f"text matching {ctx.get('pattern')}",
+        "string_too_short": f"at least {ctx.get('min_length')} character(s)",
+        "string_too_long": f"at most {ctx.get('max_length')} character(s)",
+    }
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "missing":
         return "required field is missing"
+    if kind in ("too_short", "too_long"):
+        bound = "at least" if kind == "too_short" else "at most"
+        limit = ctx.get("min_length" if kind == "too_short" else "max_length")
+        return f"expected {bound} {limit} item(s), got {ctx.get('actual_length')}"
+    if kind == "string_too_short" and ctx.get("min_length") == 1:
+        return "must not be empty"
+    if kind in expected:
+        return f"expected {expected[kind]}, got {got}"
     msg = str(err.get("msg", "invalid value"))
     # pydantic prefixes messages of ValueErrors raised by validators; the prefix is noise.
-    return msg.removeprefix("Value error, ")
+    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
 def validate(doc: Document, model: type[M]) -> M:
@@ -255,6 +333,11 @@ def validate(doc: Document, model: type[M]) -> M:
         problems = []
         for err in exc.errors(include_url=False):
             loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, FieldError):
+                for sub_loc, message in cause.problems:
+                    problems.append(doc.problem(_user_loc(doc, (*loc, *sub_loc)), message))
+                continue
             # Tagged/union branches add the branch name to loc; keep the user's path only.
             problems.append(doc.problem(_user_loc(doc, loc), _message(err)))
         raise errors.ManifestError(problems) from None

@@ -143,10 +143,10 @@ def test_compile_is_cached() -> None:
     [
         (
             "a && zz",
-            "unknown dependency 'zz'; known dependencies: a, b, c",
+            "unknown dependency 'zz' (known: a, b, c)",
             5,
         ),
-        ("(b || dep-9)", "unknown dependency 'dep-9'; known dependencies: a, b, c", 6),
+        ("(b || dep-9)", "unknown dependency 'dep-9' (known: a, b, c)", 6),
         ("a &", "expected '&&', found a single '&'", 2),
         ("a & b", "expected '&&', found a single '&'", 2),
         ("a | b", "expected '||', found a single '|'", 2),
@@ -178,4 +178,4 @@ def test_errors(text: str, message: str, position: int) -> None:
 def test_unknown_with_no_known_names() -> None:
     with pytest.raises(ExpressionError) as caught:
         conditions.compile("a", names=[])
-    assert caught.value.reason == "unknown dependency 'a'; known dependencies: (none)"
+    assert caught.value.reason == "unknown dependency 'a' (known: (none))"
