@@ -1,0 +1,1 @@
+"""Kubernetes access shared by the resource gateway, the Kubernetes triggers and the controller."""
