@@ -356,3 +356,69 @@ spec:
                 assert 'tripwire_events_published_total{event="fine",gateway="gw"} 1.0' in text
     finally:
         busy.close()
+
+
+async def test_sigkill_during_an_and_firing_resumes_it_from_its_record(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The first event of an AND is acknowledged long before the firing: only the firing
+    record, written before the trigger ran, can bring it back after a crash."""
+    webhook_port = free_port()
+    state = tmp_path / "state"
+    log = tmp_path / "tripwire.log"
+    async with sink_server(hold_first=True) as sink:
+        files = tmp_path / "and.yaml"
+        files.write_text(
+            f"""
+apiVersion: tripwire.dev/v1alpha1
+kind: Gateway
+metadata: {{name: ingest}}
+spec:
+  webhook:
+    data: {{port: {webhook_port}, endpoint: /data, host: 127.0.0.1}}
+    code: {{port: {webhook_port}, endpoint: /code, host: 127.0.0.1}}
+---
+apiVersion: tripwire.dev/v1alpha1
+kind: Sensor
+metadata: {{name: train}}
+spec:
+  dependencies:
+    - {{name: data, gatewayName: ingest, eventName: data}}
+    - {{name: code, gatewayName: ingest, eventName: code}}
+  triggers:
+    - template:
+        name: launch
+        conditions: "data && code"
+        http:
+          url: http://127.0.0.1:{sink.port}/effect
+          payload:
+            - {{src: {{dependencyName: data, dataKey: body.v}}, dest: data}}
+            - {{src: {{dependencyName: code, dataKey: body.v}}, dest: code}}
+      retryStrategy: {{steps: 20, duration: 50ms}}
+"""
+        )
+        base = f"http://127.0.0.1:{webhook_port}"
+        async with tripwire_run(files, state_dir=state, log=log) as tw:
+            await tw.wait_ready()
+            async with aiohttp.ClientSession() as session:
+                for path, v in (("/data", "d1"), ("/code", "c1")):
+                    async with session.post(base + path, json={"v": v}) as resp:
+                        assert resp.status == 200
+            await asyncio.wait_for(sink.first_arrived.wait(), 15)
+            tw.proc.kill()
+            await tw.proc.wait()
+        sink.hold_first = False
+        async with tripwire_run(files, state_dir=state, log=log) as tw:
+            await tw.wait_ready()
+            await sink.wait_for(lambda: len(sink.deliveries) >= 2, timeout=30)
+            # The consumed events are gone from the condition: code alone does not fire.
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(base + "/code", json={"v": "c2"}) as resp,
+            ):
+                assert resp.status == 200
+            await asyncio.sleep(0.5)
+        assert "resuming firing interrupted by a restart" in tw.output()
+    keys = [key for key, _ in sink.deliveries]
+    assert len(keys) == 2 and keys[0] == keys[1], sink.deliveries
+    assert list(sink.effects.values()) == [{"data": "d1", "code": "c1"}]
