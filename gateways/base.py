@@ -30,6 +30,7 @@ Dispatch = Callable[[events.Event], Awaitable[None]]
 
 KINDS: dict[str, str] = {
     "webhook": "gateways.webhook:WebhookSource",
+    "calendar": "gateways.calendar:CalendarSource",
 }
 
 
