@@ -17,6 +17,7 @@ import pydantic
 # resolves annotations in the class namespace, where a field would shadow its module.
 from sensors import conditions as condition_exprs
 from sensors import filters as event_filters
+from sensors import transforms as event_transforms
 from triggers import base as triggers_base
 from triggers import parameters as trigger_parameters
 from triggers import policies
@@ -30,6 +31,8 @@ class Dependency(manifests.Model):
     )
     event_name: str
     filters: event_filters.EventFilters | None = None
+    filters_logical_operator: event_filters.LogicalOperator = "and"
+    transform: event_transforms.Transform | None = None
 
 
 class RetryStrategy(manifests.Model):

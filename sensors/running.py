@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from sensors import conditions, filters
+from sensors import conditions, filters, transforms
 from sensors import manifest as sensor_manifest
 from triggers import base as triggers_base
 from tripwire import backoff, errors, events, metrics, secrets
@@ -69,6 +69,7 @@ class RejectedEvent:
 class _Dependency:
     name: str
     filters: filters.CompiledFilters
+    transform: transforms.Transformer | None = None
     latest: events.Event | None = None
 
 
@@ -154,7 +155,11 @@ class SensorRunner:
     async def start(self, stack: contextlib.AsyncExitStack) -> None:
         spec = self.sensor.spec
         for dep in spec.dependencies:
-            compiled = _Dependency(dep.name, filters.compile_filters(dep.filters))
+            compiled = _Dependency(
+                dep.name,
+                filters.compile_filters(dep.filters, operator=dep.filters_logical_operator),
+                transforms.compile_transform(dep.transform),
+            )
             self._deps[dep.name] = compiled
             self._index.setdefault((dep.gateway_name, dep.event_name), []).append(compiled)
         names = [d.name for d in spec.dependencies]
@@ -255,12 +260,20 @@ class SensorRunner:
             # Redelivered after a crash: a resumed firing record already consumed this event.
             self._spawn(self._ack_when_done(msg, open_key), f"sensor-{self.name}-redelivered")
             return
-        accepted: list[_Dependency] = []
+        accepted: list[tuple[_Dependency, events.Event]] = []
         for dep in self._index.get((event.source, event.subject), ()):
-            rejection = dep.filters.check(event)
+            seen = event
+            if dep.transform is not None:
+                # Argo: the transformed event is what filters, state and triggers see.
+                transformed = dep.transform(event)
+                if isinstance(transformed, filters.Rejection):
+                    self._reject(dep.name, event, str(transformed))
+                    continue
+                seen = transformed
+            rejection = dep.filters.check(seen)
             if rejection is None:
-                accepted.append(dep)
-                dep.latest = event
+                accepted.append((dep, seen))
+                dep.latest = seen
             else:
                 self._reject(dep.name, event, str(rejection))
         if not accepted:
@@ -268,17 +281,19 @@ class SensorRunner:
             return
         changes: dict[str, bytes | None] = {}
         plans: list[_Plan] = []
-        raw: bytes | None = None
-        for dep in accepted:
+        raw: dict[int, bytes] = {}  # serialized once per distinct (transformed) event
+        for dep, seen in accepted:
             for trig in self._by_dep.get(dep.name, ()):
-                trig.state[dep.name] = event
+                trig.state[dep.name] = seen
                 if trig.condition.evaluate(trig.state.keys()):
-                    plan = self._fire(trig, changes, event)
+                    plan = self._fire(trig, changes, seen)
                     if plan is not None:
                         plans.append(plan)
                 else:
-                    raw = raw if raw is not None else event.to_bytes()
-                    changes[f"state/{trig.name}/{dep.name}"] = raw
+                    data = raw.get(id(seen))
+                    if data is None:
+                        data = raw[id(seen)] = seen.to_bytes()
+                    changes[f"state/{trig.name}/{dep.name}"] = data
                     trig.persisted.add(dep.name)
         self._spawn(self._settle(msg, changes, plans), f"sensor-{self.name}-settle")
 

@@ -260,3 +260,37 @@ def test_trigger_key_depends_on_sensor_trigger_and_event_ids() -> None:
     assert k != running.trigger_key(
         sensor="s", trigger="t", contributing={"a": ev("1"), "b": ev("3")}
     )
+
+
+async def test_transform_runs_before_filters_and_triggers_see_its_result(target: Target) -> None:
+    sensor = sensor_manifest.model().model_validate(
+        {
+            "apiVersion": "tripwire.dev/v1alpha1",
+            "kind": "Sensor",
+            "metadata": {"name": "s"},
+            "spec": {
+                "dependencies": [
+                    {
+                        "name": "a",
+                        "gatewayName": "gw",
+                        "eventName": "a",
+                        "transform": {"jq": "{n: (.n * 10)}"},
+                        "filters": {
+                            "data": [
+                                {"path": "n", "type": "number", "value": ["20"], "comparator": ">="}
+                            ]
+                        },
+                    }
+                ],
+                "triggers": [_http("t", target.url, deps=("a",))],
+            },
+        }
+    )
+    async with running_sensor(sensor, None) as (bus, runner):
+        await _emit(bus, "a", 1)  # 10 after the transform: filtered out
+        await _emit(bus, "a", 3)  # 30: passes, and the payload carries 30
+        await target.wait(1)
+        await target.quiet()
+        assert [r[2] for r in target.received] == [{"a": "30"}]
+        [rejected] = runner.explain()["rejected"]
+        assert "got 10" in rejected["reason"]
