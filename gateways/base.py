@@ -47,6 +47,10 @@ class SourceContext:
     # Shared HTTP servers of the process (gateways.serving.Servers); typed loosely here so this
     # module does not import aiohttp for kinds that do not serve HTTP.
     servers: Any = None
+    # A started `tripwire.kube.client.Client` when the process talks to Kubernetes, else None.
+    kube: Any = None
+    # The namespace of the Gateway object (controller mode); None for `tripwire run` files.
+    namespace: str | None = None
 
     def event(
         self,

@@ -129,6 +129,8 @@ class SensorRunner:
         resolver: secrets.Resolver,
         sleep: Sleep = asyncio.sleep,
         grace: float = 10.0,
+        kube: Any = None,
+        namespace: str | None = None,
     ) -> None:
         self.name = sensor.metadata.name
         self.sensor = sensor
@@ -137,6 +139,9 @@ class SensorRunner:
         self._resolver = resolver
         self._sleep = sleep
         self._grace = grace
+        self._kube = kube
+        self._namespace = namespace
+        self.last_fired: float | None = None  # wall time of the last successful firing
         self._store = bus.store(f"sensor/{self.name}")
         self._deps: dict[str, _Dependency] = {}
         self._index: dict[tuple[str, str], list[_Dependency]] = {}
@@ -172,6 +177,8 @@ class SensorRunner:
                 session=self._session,
                 secrets=self._resolver,
                 policy=trigger_spec.policy,
+                kube=self._kube,
+                namespace=self._namespace,
             )
             impl = triggers_base.load(kind)(spec=kind_spec, context=context)
             await impl.start(stack)
@@ -444,6 +451,7 @@ class SensorRunner:
                 self._failed(trig, firing, exc)
                 return
             trig.fired.inc()
+            self.last_fired = time.time()
             trig.seconds.observe(time.monotonic() - started)
             newest = max(e.time for e in firing.events.values())
             trig.event_to_fire.observe(max(0.0, time.time() - newest.timestamp()))

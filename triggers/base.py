@@ -54,6 +54,10 @@ class TriggerContext:
     secrets: secrets.Resolver
     # The trigger-level `policy` block of the manifest (kinds read their own part of it).
     policy: Any = None
+    # A started `tripwire.kube.client.Client` when the process talks to Kubernetes, else None.
+    kube: Any = None
+    # The namespace of the Sensor object (controller mode); None for `tripwire run` files.
+    namespace: str | None = None
 
 
 class Trigger(Protocol):

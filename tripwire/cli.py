@@ -107,6 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--grace", type=float, default=10.0, help="seconds to drain in-flight triggers on shutdown"
     )
+    run.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig for Kubernetes kinds (default: $KUBECONFIG, else in-cluster)",
+    )
     for p in (run,):
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
         p.add_argument("--log-format", default="text", choices=["text", "json"])
@@ -150,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics_port=args.metrics_port or None,
         grace=args.grace,
         sync=args.sync,
+        kubeconfig=args.kubeconfig,
     )
     try:
         with _state_lock(options.state_dir):
@@ -208,12 +214,12 @@ async def _run(loaded: documents.Loaded, options: runtime.Options) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    rt = runtime.Runtime(gateways=loaded.gateways, sensors=loaded.sensors, options=options)
+    rt = runtime.Runtime(options=options)
     try:
         async with contextlib.AsyncExitStack() as stack:
             try:
-                await rt.start(stack)
-            except OSError as exc:
+                await rt.start(stack, gateways=loaded.gateways, sensors=loaded.sensors)
+            except (OSError, errors.TripwireError) as exc:
                 log.error("cannot start: %s", exc)
                 return 1
             _tune_gc()
