@@ -15,6 +15,7 @@ Value rule (Argo `ResolveParamValue` + `getValueByKey` + `ApplyParams`):
 - no key and no template: the `value` default if set, otherwise the whole event.
 - a template is tried first, then the key; if neither yields a value, the `value` default;
   otherwise `PermanentTriggerError` naming the dependency, the path and the event.
+- a template's output is always a string, even with `useRawData` (Argo types it `String`).
 - a string found at the key is used as is. Any other JSON value (object, array, number,
   bool, null) is written as its compact JSON text (`{"a":1}`, `42`, `true`, `null`), unless
   `useRawData: true`, which keeps the JSON value itself. The `value` default is always a
@@ -23,27 +24,32 @@ Value rule (Argo `ResolveParamValue` + `getValueByKey` + `ApplyParams`):
   text unless `useRawData`); Argo marshals its Go struct, which base64-encodes `data` — a quirk
   that nobody can use, so it is not copied.
 
-`dataTemplate`/`contextTemplate`: until Go templates land (issue 6) only text with
-`{{ .Input }}` / `{{ .Input.a.b }}` references is accepted; anything else is rejected when the
-manifest is validated. A reference that is absent (or null) fails the template (Argo would
-print `<no value>` into the text), then the key and the default are tried as in Argo. Objects
-render as JSON text (Go would print `map[...]`), integers in decimal (Go prints float64, so
-`1e+08`).
+`dataTemplate`/`contextTemplate` are Go templates with sprig functions (`tripwire.templates`),
+rendered over `{"Input": <event data or context>}` and parsed when the manifest is validated,
+so a syntax error or an unknown function is a load-time field error. As in Argo
+(`getValueWithTemplate`), a template that fails to render or renders "" fails, and the key and
+then the default are tried. One rule is stricter than Argo: printing an absent (or null) value
+fails the template (`render_strict`) instead of writing `<no value>` into the text, so
+`build-{{ .Input.absent }}` falls back rather than naming a workflow `build-<no value>`.
+Objects render as JSON text (Go would print `map[...]`), integers in decimal (Go prints
+float64, so `1e+08`).
+
+Trigger-level `parameters` (Argo `ApplyTemplateParameters`) edit the trigger template itself:
+`apply_to_template` takes the template's camelCase JSON form, so `dest` reads `http.url` or
+`k8s.source.resource.metadata.name`, exactly as in an Argo Sensor.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
 import pydantic
 
-from tripwire import errors, events, manifests, paths
+from tripwire import errors, events, manifests, paths, templates
 
 Operation = Literal["overwrite", "append", "prepend"]
 
@@ -73,7 +79,7 @@ class TriggerParameterSource(manifests.Model):
     def _template(cls, text: str | None) -> str | None:
         if not text:
             return None
-        _compile_template(text)
+        templates.compile(text)  # ExpressionError (a ValueError) with the position
         return text
 
     @pydantic.model_validator(mode="after")
@@ -135,10 +141,16 @@ def resolve_value(src: TriggerParameterSource, events: Mapping[str, events.Event
         whole = event.to_dict()
         return whole if src.use_raw_data else _json_text(whole)
 
+    failure = ""
     if template is not None:
-        rendered = _compile_template(template).render(payload)
-        if rendered is not None:
-            return rendered
+        try:
+            rendered = templates.compile(template).render_strict({"Input": payload})
+        except templates.RenderError as exc:
+            failure = f" ({part}Template failed: {exc.reason} in {exc.action})"
+        else:
+            if rendered:
+                return rendered
+            failure = f" ({part}Template rendered nothing)"
     if key is not None:
         found = paths.compile(key).get(payload)
         if found is not paths.MISSING:
@@ -150,7 +162,7 @@ def resolve_value(src: TriggerParameterSource, events: Mapping[str, events.Event
     what = f"{part}Key {key!r}" if key is not None else f"{part}Template {template!r}"
     raise errors.PermanentTriggerError(
         f"parameter from dependency {src.dependency_name!r}: {what} matches nothing in"
-        f" event {event.id} and no default value is set"
+        f" event {event.id} and no default value is set{failure}"
     )
 
 
@@ -185,6 +197,31 @@ def apply(
     return result
 
 
+def apply_to_template(
+    params: Sequence[TriggerParameter],
+    events: Mapping[str, events.Event],
+    template: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Trigger-level `parameters` applied to the trigger template (Argo
+    `ApplyTemplateParameters`): a new dict, `template` is not changed.
+
+    `template` is the template block in its camelCase JSON form
+    (`model_dump(mode="json", by_alias=True)`), so `dest` paths read as in the manifest:
+    `http.url`, `k8s.source.resource.spec.arguments`, `log.intervalSeconds`. The caller
+    validates the result against the template model again (a parameter must not smuggle in
+    an invalid spec). Renaming the trigger is refused: its name keys trigger state and
+    idempotency records.
+    """
+    result = apply(params, events, template)
+    if not isinstance(result, dict):
+        raise errors.PermanentTriggerError("trigger parameters replaced the whole template")
+    if result.get("name") != template.get("name"):
+        raise errors.PermanentTriggerError(
+            f"trigger parameters may not rename trigger {template.get('name')!r}"
+        )
+    return result
+
+
 def _combine(current: Any, value: Any, *, append: bool) -> Any:
     if current is paths.MISSING:
         return value
@@ -210,69 +247,11 @@ def _json_text(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-# --------------------------------------------------------------------------------------------
-# The `{{ .Input.a.b }}` subset of Go templates, until issue 6 brings the real thing.
-
-_REFERENCE = re.compile(r"\{\{\s*\.Input((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*\}\}")
-
-
-class _Template:
-    __slots__ = ("parts",)
-
-    def __init__(self, parts: Sequence[str | tuple[str, ...]]) -> None:
-        # str: literal text; tuple: the field names after `.Input`.
-        self.parts = tuple(parts)
-
-    def render(self, data: Any) -> str | None:
-        """The rendered text, or None when a reference is absent or the result is empty."""
-        out: list[str] = []
-        for part in self.parts:
-            if isinstance(part, str):
-                out.append(part)
-                continue
-            value = data
-            for name in part:
-                if not isinstance(value, dict) or name not in value:
-                    return None
-                value = value[name]
-            if value is None:
-                return None
-            out.append(_text(value) if not isinstance(value, bool) else str(value).lower())
-        text = "".join(out)
-        return text or None
-
-
-@functools.lru_cache(maxsize=1024)
-def _compile_template(text: str) -> _Template:
-    parts: list[str | tuple[str, ...]] = []
-    pos = 0
-    for match in _REFERENCE.finditer(text):
-        parts.append(_literal(text, pos, match.start()))
-        fields = match.group(1)
-        parts.append(tuple(fields[1:].split(".")) if fields else ())
-        pos = match.end()
-    parts.append(_literal(text, pos, len(text)))
-    return _Template([p for p in parts if p != ""])
-
-
-def _literal(text: str, start: int, end: int) -> str:
-    """Text between references; a brace pair left in it is template syntax we do not run."""
-    segment = text[start:end]
-    found = [i for i in (segment.find("{{"), segment.find("}}")) if i >= 0]
-    if found:
-        raise errors.ExpressionError(
-            "only {{ .Input }} and {{ .Input.field.field }} references are supported"
-            " in templates until Go templates are implemented",
-            text=text,
-            position=start + min(found),
-        )
-    return segment
-
-
 __all__ = [
     "Operation",
     "TriggerParameter",
     "TriggerParameterSource",
     "apply",
+    "apply_to_template",
     "resolve_value",
 ]

@@ -248,15 +248,16 @@ def test_apply_dest_type_mismatch_is_permanent() -> None:
         pytest.param({"src": {"dataKey": "a"}, "dest": "x"}, "dependencyName"),
         pytest.param({"src": {"dependencyName": "d"}}, "dest"),
         pytest.param(
-            {"src": {"dependencyName": "d", "dataTemplate": "{{ .Input.a | upper }}"}, "dest": "x"},
+            {"src": {"dependencyName": "d", "dataTemplate": "{{ .Input.a | shout }}"}, "dest": "x"},
             "dataTemplate",
         ),
         pytest.param(
-            {
-                "src": {"dependencyName": "d", "dataTemplate": "{{ if .Input.a }}x{{ end }}"},
-                "dest": "x",
-            },
+            {"src": {"dependencyName": "d", "dataTemplate": "{{ if .Input.a }}x"}, "dest": "x"},
             "dataTemplate",
+        ),
+        pytest.param(
+            {"src": {"dependencyName": "d", "contextTemplate": "{{ upper }}"}, "dest": "x"},
+            "contextTemplate",
         ),
         pytest.param({"src": {"dependencyName": "d", "datakey": "a"}, "dest": "x"}, "datakey"),
     ],
@@ -269,9 +270,11 @@ def test_invalid_parameters_are_field_errors(param: dict[str, Any], field: str) 
 
 
 def test_template_error_points_at_the_unsupported_part() -> None:
+    # Go templates with sprig functions are supported (issue 6); an unknown function is a
+    # parse error, as in Go, located at the function name.
     with pytest.raises(pydantic.ValidationError) as caught:
-        _src(dataTemplate="ok {{ .Input.a }} then {{ upper .Input.b }}")
-    assert "at position 23" in str(caught.value)
+        _src(dataTemplate="ok {{ .Input.a }} then {{ shout .Input.b }}")
+    assert 'function "shout" not defined at position 26' in str(caught.value)
 
 
 def test_context_and_data_together_are_rejected() -> None:
@@ -287,3 +290,87 @@ def test_camel_case_round_trip() -> None:
         "dest": "x",
         "operation": "append",
     }
+
+
+# -- Go templates (issue 6) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("src", "expected"),
+    [
+        pytest.param({"dataTemplate": "{{ .Input.body.ref | upper }}"}, "REFS/HEADS/MAIN", id="fn"),
+        pytest.param(
+            {
+                "dataTemplate": '{{ trimPrefix "refs/heads/" .Input.body.ref }}-'
+                "{{ .Input.body.count }}"
+            },
+            "main-3",
+            id="pipeline-and-text",
+        ),
+        pytest.param(
+            {"dataTemplate": '{{ default "none" .Input.body.absent }}'}, "none", id="sprig-default"
+        ),
+        pytest.param(
+            {"dataTemplate": "{{ toJson .Input.body.repo }}", "useRawData": True},
+            '{"name":"tripwire","tags":["a","b"]}',
+            id="template-output-is-a-string-even-raw",
+        ),
+        pytest.param(
+            {"dataTemplate": "{{ range .Input.body.commits }}{{ .id }},{{ end }}"},
+            "c1,c2,",
+            id="range",
+        ),
+        pytest.param(
+            {"dataTemplate": '{{ index .Input.header "X-Kind" 0 }}'}, "push", id="index-dash-key"
+        ),
+        pytest.param(
+            {"dataTemplate": "{{ .Input.body.count | upper }}", "dataKey": "body.after"},
+            "abc123",
+            id="render-error-falls-back-to-key",
+        ),
+        pytest.param(
+            {"dataTemplate": "{{ if .Input.body.absent }}x{{ end }}", "value": "d"},
+            "d",
+            id="empty-output-falls-back-to-default",
+        ),
+        pytest.param(
+            {"contextTemplate": "{{ .Input.source }}/{{ .Input.subject | upper }}"},
+            "ci/PUSH",
+            id="context-template-fn",
+        ),
+    ],
+)
+def test_resolve_value_with_go_templates(src: dict[str, Any], expected: Any) -> None:
+    assert parameters.resolve_value(_src(**src), EVENTS) == expected
+
+
+def test_failed_template_reason_is_in_the_error() -> None:
+    with pytest.raises(errors.PermanentTriggerError) as caught:
+        parameters.resolve_value(_src(dataTemplate="{{ .Input.body.count | upper }}"), EVENTS)
+    message = str(caught.value)
+    assert "expected string; got int" in message
+    assert "{{ .Input.body.count | upper }}" in message
+
+
+def test_apply_to_template_edits_the_template_block() -> None:
+    template = {
+        "name": "notify",
+        "conditions": "pushed",
+        "http": {"url": "https://example.org/hooks", "method": "POST"},
+    }
+    params = [
+        _param("http.url", "append", dataTemplate="/{{ .Input.body.repo.name }}"),
+        _param("http.method", value="PUT"),
+    ]
+    result = parameters.apply_to_template(params, EVENTS, template)
+    assert result == {
+        "name": "notify",
+        "conditions": "pushed",
+        "http": {"url": "https://example.org/hooks/tripwire", "method": "PUT"},
+    }
+    assert template["http"] == {"url": "https://example.org/hooks", "method": "POST"}
+
+
+def test_apply_to_template_refuses_a_rename() -> None:
+    with pytest.raises(errors.PermanentTriggerError, match="rename"):
+        parameters.apply_to_template([_param("name", dataKey="body.after")], EVENTS, {"name": "t"})
