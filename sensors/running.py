@@ -27,11 +27,13 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pydantic
 
 from sensors import conditions, filters, transforms
 from sensors import manifest as sensor_manifest
 from triggers import base as triggers_base
-from tripwire import backoff, errors, events, metrics, secrets
+from triggers import parameters as trigger_parameters
+from tripwire import backoff, errors, events, manifests, metrics, secrets
 from tripwire.bus import base as bus_base
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,7 @@ class _Trigger:
     name: str
     spec: sensor_manifest.TriggerBase
     impl: triggers_base.Trigger
+    context: triggers_base.TriggerContext
     condition: conditions.Condition
     dependencies: frozenset[str]
     # Latest accepted event per dependency since the last firing (Argo semantics).
@@ -188,6 +191,7 @@ class SensorRunner:
                 name=template.name,
                 spec=trigger_spec,
                 impl=impl,
+                context=context,
                 condition=condition,
                 dependencies=frozenset(condition.names),
             )
@@ -429,7 +433,7 @@ class SensorRunner:
         started = time.monotonic()
         for attempt in range(1, retry.steps + 1):
             try:
-                await trig.impl.fire(firing)
+                await self._fire_once(trig, firing)
             except errors.TemporaryTriggerError as exc:
                 if attempt == retry.steps:
                     self._failed(trig, firing, exc)
@@ -458,6 +462,31 @@ class SensorRunner:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("trigger fired", extra=_extra(firing))
             return
+
+    async def _fire_once(self, trig: _Trigger, firing: triggers_base.Firing) -> None:
+        """One attempt. Trigger-level `parameters` (Argo: applied to the template before the
+        trigger is built) give a trigger of their own for this firing, validated again."""
+        params = trig.spec.parameters
+        if not params:
+            await trig.impl.fire(firing)
+            return
+        template = trig.spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
+        edited = trigger_parameters.apply_to_template(params, firing.events, template)
+        try:
+            rebuilt = sensor_manifest.template_model().model_validate(edited)
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{manifests.format_loc(e['loc'])}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            )
+            raise errors.PermanentTriggerError(
+                f"trigger {trig.name}: parameters made the template invalid: {problems}"
+            ) from None
+        kind, kind_spec = rebuilt.kind()
+        impl = triggers_base.load(kind)(spec=kind_spec, context=trig.context)
+        async with contextlib.AsyncExitStack() as stack:
+            await impl.start(stack)
+            await impl.fire(firing)
 
     def _failed(self, trig: _Trigger, firing: triggers_base.Firing, exc: BaseException) -> None:
         trig.failed.inc()

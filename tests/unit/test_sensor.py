@@ -294,3 +294,29 @@ async def test_transform_runs_before_filters_and_triggers_see_its_result(target:
         assert [r[2] for r in target.received] == [{"a": "30"}]
         [rejected] = runner.explain()["rejected"]
         assert "got 10" in rejected["reason"]
+
+
+async def test_trigger_level_parameters_edit_the_template_per_firing(target: Target) -> None:
+    trigger = _http("t", target.url, conditions="a", deps=("a",))
+    trigger["parameters"] = [
+        {
+            "src": {"dependencyName": "a", "dataTemplate": "{{ .Input.route }}"},
+            "dest": "http.url",
+            "operation": "append",
+        },
+    ]
+    trigger["template"]["http"]["url"] = f"{target.url}/"
+    sensor = _sensor(trigger, deps=("a",))
+    async with running_sensor(sensor, None) as (bus, _):
+        for route in ("first", "second"):
+            await bus.publish(
+                events.Event(
+                    id=route,
+                    source="gw",
+                    subject="a",
+                    type="webhook",
+                    data={"n": 1, "route": route},
+                )
+            )
+        await target.wait(2)
+    assert sorted(name for name, _, _ in target.received) == ["first", "second"]
