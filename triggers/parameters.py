@@ -49,7 +49,7 @@ from typing import Any, Literal
 import orjson
 import pydantic
 
-from tripwire import errors, events, manifests, paths, templates
+from tripwire import dests, errors, events, manifests, paths, templates
 
 Operation = Literal["overwrite", "append", "prepend"]
 
@@ -104,7 +104,7 @@ class TriggerParameter(manifests.Model):
     @pydantic.field_validator("dest")
     @classmethod
     def _dest(cls, dest: str) -> str:
-        paths.compile_dest(dest)
+        dests.compile_dest(dest)
         return dest
 
     @pydantic.field_validator("operation")
@@ -117,9 +117,9 @@ class TriggerParameter(manifests.Model):
         return operation
 
     @property
-    def dest_path(self) -> paths.DestPath:
+    def dest_path(self) -> dests.DestPath:
         # `compile_dest` is LRU-cached and was called by the validator: this is a dict lookup.
-        return paths.compile_dest(self.dest)
+        return dests.compile_dest(self.dest)
 
 
 def resolve_value(src: TriggerParameterSource, events: Mapping[str, events.Event]) -> Any:

@@ -1,9 +1,10 @@
 """govaluate-compatible expressions, for the `exprs` filters of a dependency.
 
 Argo Events evaluates `exprs[].expr` with Knetic/govaluate over the values its `fields` bind from
-the event data, so sensors ported from it carry govaluate text. This module reads that language
-with a real tokenizer and a precedence-climbing parser (never `eval`), and compiles the tree once
-into nested closures: evaluating an expression per event is a few Python calls, no tree walk.
+the event data, so sensors ported from it carry govaluate text. The language is read with a real
+tokenizer and a precedence-climbing parser (`tripwire.expression_parsing`, never `eval`); this
+module gives the operators their meaning and compiles the tree once into nested closures:
+evaluating an expression per event is a few Python calls, no tree walk.
 
 Semantics follow govaluate, which Argo uses:
 
@@ -34,13 +35,13 @@ operator.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeAlias
 
+from tripwire import expression_parsing
 from tripwire.errors import ExpressionError
 
 __all__ = ["EvaluationError", "Expression", "compile", "go_format"]
@@ -50,257 +51,6 @@ Run: TypeAlias = Callable[[Mapping[str, Any]], Any]
 
 class EvaluationError(ExpressionError):
     """An expression failed on the values it was given (wrong type, unbound variable)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Tokens
-
-_NUM, _STR, _NAME, _BOOL, _OP, _LPAREN, _RPAREN, _COMMA, _END = range(9)
-
-_OPERATORS: Final = (
-    # Longest first, so that `**` is not read as two `*`.
-    "**", "==", "!=", ">=", "<=", "=~", "!~", "&&", "||", "??", "<<", ">>",
-    "+", "-", "*", "/", "%", ">", "<", "!", "~", "&", "|", "^", "?", ":",
-)  # fmt: skip
-_NAME_CHARS: Final = re.compile(r"\w+")  # letters, digits and `_` (Unicode aware)
-_NUMBER: Final = re.compile(r"[0-9]*\.?[0-9]*")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Token:
-    kind: int
-    value: Any
-    pos: int
-
-
-def _tokenize(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    pos, end = 0, len(text)
-    while pos < end:
-        ch = text[pos]
-        if ch.isspace():
-            pos += 1
-            continue
-        start = pos
-        if ch.isdigit() or (ch == "." and text[pos + 1 : pos + 2].isdigit()):
-            match = _NUMBER.match(text, pos)
-            assert match is not None
-            pos = match.end()
-            if pos < end and (text[pos].isalpha() or text[pos] == "_"):
-                raise ExpressionError("a number cannot run into a name", text=text, position=pos)
-            tokens.append(_Token(_NUM, float(match.group()), start))
-        elif ch in "'\"":
-            value, pos = _read_until(text, pos + 1, ch, what="string literal", start=start)
-            tokens.append(_Token(_STR, value, start))
-        elif ch == "[":
-            value, pos = _read_until(text, pos + 1, "]", what="[escaped name]", start=start)
-            tokens.append(_Token(_NAME, value, start))
-        elif ch.isalpha() or ch == "_":
-            match = _NAME_CHARS.match(text, pos)
-            assert match is not None
-            pos = match.end()
-            while pos < end and text[pos] == "." and _NAME_CHARS.match(text, pos + 1):
-                match = _NAME_CHARS.match(text, pos + 1)
-                assert match is not None
-                pos = match.end()
-            word = text[start:pos]
-            if pos < end and text[pos] == ".":
-                raise ExpressionError("a name cannot end with '.'", text=text, position=pos)
-            if word in ("true", "false"):
-                tokens.append(_Token(_BOOL, word == "true", start))
-            elif word in ("in", "IN"):
-                tokens.append(_Token(_OP, "in", start))
-            else:
-                tokens.append(_Token(_NAME, word, start))
-        elif ch == "(":
-            tokens.append(_Token(_LPAREN, ch, start))
-            pos += 1
-        elif ch == ")":
-            tokens.append(_Token(_RPAREN, ch, start))
-            pos += 1
-        elif ch == ",":
-            tokens.append(_Token(_COMMA, ch, start))
-            pos += 1
-        else:
-            for op in _OPERATORS:
-                if text.startswith(op, pos):
-                    tokens.append(_Token(_OP, op, start))
-                    pos += len(op)
-                    break
-            else:
-                raise ExpressionError(f"unexpected character {ch!r}", text=text, position=pos)
-    tokens.append(_Token(_END, None, end))
-    return tokens
-
-
-def _read_until(text: str, pos: int, closer: str, *, what: str, start: int) -> tuple[str, int]:
-    """Characters up to `closer` (a backslash escapes any character), and the position after."""
-    out: list[str] = []
-    end = len(text)
-    while pos < end:
-        ch = text[pos]
-        if ch == "\\" and pos + 1 < end:
-            out.append(text[pos + 1])
-            pos += 2
-        elif ch == closer:
-            return "".join(out), pos + 1
-        else:
-            out.append(ch)
-            pos += 1
-    raise ExpressionError(f"unterminated {what}", text=text, position=start)
-
-
-# --------------------------------------------------------------------------------------------
-# Tree
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Literal:
-    value: Any
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Var:
-    name: str
-    pos: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Array:
-    items: tuple[_Node, ...]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Unary:
-    op: str
-    operand: _Node
-    pos: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Binary:
-    op: str
-    left: _Node
-    right: _Node
-    pos: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Ternary:
-    condition: _Node
-    then: _Node
-    otherwise: _Node | None  # govaluate allows `a ? b` alone: null when a is false
-    pos: int
-
-
-_Node: TypeAlias = "_Literal | _Var | _Array | _Unary | _Binary | _Ternary"
-
-# Binding power of each infix operator; higher binds tighter.
-_TERNARY: Final = 1
-_INFIX: Final[dict[str, int]] = {
-    "?": _TERNARY,
-    "??": _TERNARY,
-    "||": 2,
-    "&&": 3,
-    **dict.fromkeys(("==", "!=", ">", ">=", "<", "<=", "=~", "!~", "in"), 4),
-    **dict.fromkeys(("&", "|", "^"), 5),
-    **dict.fromkeys(("<<", ">>"), 6),
-    **dict.fromkeys(("+", "-"), 7),
-    **dict.fromkeys(("*", "/", "%"), 8),
-    "**": 9,
-}
-_PREFIX: Final = frozenset({"!", "-", "~"})
-
-
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = _tokenize(text)
-        self.index = 0
-        self.names: set[str] = set()
-
-    def error(self, message: str, token: _Token) -> ExpressionError:
-        return ExpressionError(message, text=self.text, position=token.pos)
-
-    def peek(self) -> _Token:
-        return self.tokens[self.index]
-
-    def take(self) -> _Token:
-        token = self.tokens[self.index]
-        self.index += 1
-        return token
-
-    def parse(self) -> _Node:
-        if self.peek().kind == _END:
-            raise self.error("empty expression", self.peek())
-        node = self.expression(0)
-        token = self.peek()
-        if token.kind != _END:
-            raise self.error(f"unexpected {self.describe(token)}", token)
-        return node
-
-    @staticmethod
-    def describe(token: _Token) -> str:
-        if token.kind == _END:
-            return "end of expression"
-        if token.kind == _STR:
-            return f"string {token.value!r}"
-        if token.kind == _NUM:
-            return "number"
-        if token.kind == _NAME:
-            return f"name {token.value!r}"
-        if token.kind == _BOOL:
-            return "true" if token.value else "false"
-        return repr(token.value)
-
-    def expression(self, min_power: int) -> _Node:
-        left = self.prefix()
-        while True:
-            token = self.peek()
-            if token.kind != _OP or token.value not in _INFIX:
-                return left
-            power = _INFIX[token.value]
-            if power <= min_power:
-                return left
-            self.take()
-            if token.value == "?":
-                then = self.expression(0)
-                otherwise: _Node | None = None
-                if self.peek().kind == _OP and self.peek().value == ":":
-                    self.take()
-                    # Right-nested: `a ? b : c ? d : e` is `a ? b : (c ? d : e)`.
-                    otherwise = self.expression(_TERNARY - 1)
-                left = _Ternary(left, then, otherwise, token.pos)
-            else:
-                right = self.expression(power)
-                left = _Binary(token.value, left, right, token.pos)
-
-    def prefix(self) -> _Node:
-        token = self.take()
-        kind = token.kind
-        if kind == _OP and token.value in _PREFIX:
-            # Prefix operators bind tighter than every infix one, `**` included (govaluate).
-            return _Unary(token.value, self.prefix(), token.pos)
-        if kind in (_NUM, _STR, _BOOL):
-            return _Literal(token.value)
-        if kind == _NAME:
-            self.names.add(token.value)
-            return _Var(token.value, token.pos)
-        if kind == _LPAREN:
-            items = [self.expression(0)]
-            while self.peek().kind == _COMMA:
-                self.take()
-                items.append(self.expression(0))
-            closer = self.peek()
-            if closer.kind != _RPAREN:
-                raise self.error(
-                    f"expected ')' to close '(' at position {token.pos},"
-                    f" found {self.describe(closer)}",
-                    closer,
-                )
-            self.take()
-            return items[0] if len(items) == 1 else _Array(tuple(items))
-        raise self.error(f"expected a value, found {self.describe(token)}", token)
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,22 +203,22 @@ class _Compiler:
     def fail(self, message: str, pos: int) -> EvaluationError:
         return EvaluationError(message, text=self.text, position=pos)
 
-    def node(self, node: _Node) -> Run:
-        if isinstance(node, _Literal):
+    def node(self, node: expression_parsing.Node) -> Run:
+        if isinstance(node, expression_parsing.Literal):
             value = node.value
             return lambda variables: value
-        if isinstance(node, _Var):
+        if isinstance(node, expression_parsing.Var):
             return self.var(node)
-        if isinstance(node, _Array):
+        if isinstance(node, expression_parsing.Array):
             items = tuple(self.node(item) for item in node.items)
             return lambda variables: [item(variables) for item in items]
-        if isinstance(node, _Unary):
+        if isinstance(node, expression_parsing.Unary):
             return self.unary(node)
-        if isinstance(node, _Ternary):
+        if isinstance(node, expression_parsing.Ternary):
             return self.ternary(node)
         return self.binary(node)
 
-    def var(self, node: _Var) -> Run:
+    def var(self, node: expression_parsing.Var) -> Run:
         name = node.name
         head, dot, rest = name.partition(".")
         keys = tuple(rest.split(".")) if dot else ()
@@ -490,7 +240,7 @@ class _Compiler:
 
         return lookup
 
-    def unary(self, node: _Unary) -> Run:
+    def unary(self, node: expression_parsing.Unary) -> Run:
         operand = self.node(node.operand)
         fail, op, pos = self.fail, node.op, node.pos
         if op == "!":
@@ -513,7 +263,7 @@ class _Compiler:
 
         return numeric
 
-    def ternary(self, node: _Ternary) -> Run:
+    def ternary(self, node: expression_parsing.Ternary) -> Run:
         condition, then = self.node(node.condition), self.node(node.then)
         otherwise = self.node(node.otherwise) if node.otherwise is not None else None
         fail, pos = self.fail, node.pos
@@ -528,10 +278,10 @@ class _Compiler:
 
         return choose
 
-    def binary(self, node: _Binary) -> Run:
+    def binary(self, node: expression_parsing.Binary) -> Run:
         op, pos, fail = node.op, node.pos, self.fail
         left = self.node(node.left)
-        if op in ("=~", "!~") and isinstance(node.right, _Literal):
+        if op in ("=~", "!~") and isinstance(node.right, expression_parsing.Literal):
             return self.regex(node, left)
         right = self.node(node.right)
 
@@ -619,8 +369,8 @@ class _Compiler:
 
         return calculate
 
-    def regex(self, node: _Binary, left: Run) -> Run:
-        assert isinstance(node.right, _Literal)
+    def regex(self, node: expression_parsing.Binary, left: Run) -> Run:
+        assert isinstance(node.right, expression_parsing.Literal)
         source = node.right.value
         op, pos, fail = node.op, node.pos, self.fail
         if type(source) is not str:
@@ -665,7 +415,6 @@ class Expression:
 @functools.lru_cache(maxsize=1024)
 def compile(text: str) -> Expression:
     """Parse and compile `text` once; raises `ExpressionError` with the position of a mistake."""
-    parser = _Parser(text)
-    tree = parser.parse()
+    tree, names = expression_parsing.parse(text)
     run = _Compiler(text).node(tree)
-    return Expression(text, evaluate=run, variables=frozenset(parser.names))
+    return Expression(text, evaluate=run, variables=names)

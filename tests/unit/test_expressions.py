@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tripwire import errors, expressions
+from tripwire import errors, expression_parsing, expressions
 
 
 def _eval(text: str, **variables: Any) -> Any:
@@ -230,6 +230,7 @@ def test_go_format_matches_go_percent_v(value: Any, text: str) -> None:
 
 
 def test_never_uses_eval() -> None:
-    code = pathlib.Path(expressions.__file__ or "").read_text(encoding="utf-8")
-    assert "eval(" not in code.replace(".evaluate(", "").replace("_eval(", "")
-    assert "exec(" not in code
+    for module in (expressions, expression_parsing):
+        code = pathlib.Path(module.__file__ or "").read_text(encoding="utf-8")
+        assert "eval(" not in code.replace(".evaluate(", "").replace("_eval(", ""), module
+        assert "exec(" not in code, module

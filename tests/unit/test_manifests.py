@@ -18,7 +18,11 @@ import textwrap
 
 import pytest
 
+from triggers import base as triggers_base
 from tripwire import cli
+
+# Every registered trigger kind, in registry order, as the message lists them.
+KINDS = ", ".join(triggers_base.KINDS)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart" / "quickstart.yaml"
@@ -265,14 +269,14 @@ CASES = [
     Case(
         "trigger-template-without-kind",
         SENSOR.replace("        log: {}\n", ""),
-        ["{f}:11: spec.triggers[0].template: a trigger template sets exactly one of: log, http"],
+        [f"{{f}}:11: spec.triggers[0].template: a trigger template sets exactly one of: {KINDS}"],
     ),
     Case(
         "trigger-template-with-two-kinds",
         SENSOR + "        http: {url: 'http://127.0.0.1:8080/'}\n",
         [
             "{f}:11: spec.triggers[0].template: a trigger template sets exactly one of:"
-            " log, http (found log, http)"
+            f" {KINDS} (found log, http)"
         ],
     ),
     Case(

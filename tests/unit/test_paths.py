@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tripwire import paths
+from tripwire import dests, paths
 from tripwire.errors import ExpressionError
 
 GJSON_DOC: Any = json.loads(
@@ -360,17 +360,17 @@ def test_modifier_with_trailing_text_is_a_key() -> None:
     ],
 )
 def test_sjson_set(data: Any, path: str, value: Any, expected: Any) -> None:
-    assert paths.set_value(data, path, value) == expected
+    assert dests.set_value(data, path, value) == expected
 
 
 def test_set_mutates_in_place_and_returns_root() -> None:
     data: dict[str, Any] = {"metadata": {"labels": {}}}
     labels = data["metadata"]["labels"]
-    result = paths.set_value(data, "metadata.labels.commit", "abc")
+    result = dests.set_value(data, "metadata.labels.commit", "abc")
     assert result is data
     assert labels == {"commit": "abc"}
-    dest = paths.compile_dest("metadata.labels.commit")
-    assert dest is paths.compile_dest("metadata.labels.commit")
+    dest = dests.compile_dest("metadata.labels.commit")
+    assert dest is dests.compile_dest("metadata.labels.commit")
     assert repr(dest) == "DestPath('metadata.labels.commit')"
     assert dest.set(data, "def") is data
     assert data["metadata"]["labels"]["commit"] == "def"
@@ -379,7 +379,7 @@ def test_set_mutates_in_place_and_returns_root() -> None:
 def test_set_value_round_trips_with_get() -> None:
     data: dict[str, Any] = {}
     for path, value in [("a.b", 1), ("a.c.0", "x"), (r"d\.e", None), ("f.-1", True)]:
-        paths.set_value(data, path, value)
+        dests.set_value(data, path, value)
         assert paths.get(data, path.replace("-1", "0")) == value
 
 
@@ -407,16 +407,16 @@ def test_set_value_round_trips_with_get() -> None:
     ],
 )
 def test_sjson_delete(data: Any, path: str, expected: Any) -> None:
-    assert paths.delete(data, path) == expected
+    assert dests.delete(data, path) == expected
 
 
 def test_set_key_on_array_is_an_error() -> None:
     with pytest.raises(ExpressionError) as caught:
-        paths.set_value({"a": [1]}, "a.x", 1)
+        dests.set_value({"a": [1]}, "a.x", 1)
     assert caught.value.reason == "cannot use key 'x' on an array (use an index or -1)"
     assert caught.value.position == 2
     with pytest.raises(ExpressionError) as caught:
-        paths.set_value({"a": [1]}, "a.:0.b", 1)
+        dests.set_value({"a": [1]}, "a.:0.b", 1)
     assert caught.value.position == 2
 
 
@@ -436,12 +436,12 @@ def test_set_key_on_array_is_an_error() -> None:
 )
 def test_dest_syntax_errors(path: str, message: str, position: int) -> None:
     with pytest.raises(ExpressionError) as caught:
-        paths.compile_dest(path)
+        dests.compile_dest(path)
     assert caught.value.reason == message
     assert caught.value.position == position
 
 
 def test_dest_allows_escaped_specials() -> None:
-    data = paths.set_value({}, r"a\*.\#.b\?", 1)
+    data = dests.set_value({}, r"a\*.\#.b\?", 1)
     assert data == {"a*": {"#": {"b?": 1}}}
-    assert paths.set_value({}, "a.b#c", 1) == {"a": {"b#c": 1}}
+    assert dests.set_value({}, "a.b#c", 1) == {"a": {"b#c": 1}}
