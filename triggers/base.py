@@ -31,6 +31,8 @@ from tripwire import events, secrets
 KINDS: dict[str, str] = {
     "log": "triggers.log:LogTrigger",
     "http": "triggers.http:HttpTrigger",
+    "k8s": "triggers.k8s:K8sTrigger",
+    "argoWorkflow": "triggers.argo_workflow:ArgoWorkflowTrigger",
 }
 
 

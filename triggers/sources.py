@@ -7,8 +7,11 @@ Kubernetes triggers can reuse it: `resolve(location, session=..., limits=...)` r
 parsed YAML/JSON document.
 
 Kinds of location are dispatched through `_RESOLVERS` (field name -> coroutine), not an
-if-chain; `configmap` and `s3` are declared (so manifests validate and the CRD schema is right)
-but fail with a clear "needs ..." error until their issues land.
+if-chain. `configmap` reads one key of a ConfigMap through the process's Kubernetes client
+(`resolve(..., kube=client)`; without a client it fails with a clear "needs ..." error). It is
+read on every firing, not cached: one GET is cheap next to the create that follows, and an
+edited template applies at once. `s3` is declared (so manifests validate and the CRD schema is
+right) but fails with a "needs ..." error until its issue lands.
 
 Failures follow the trigger error tree: what retrying can fix (5xx, timeouts, refused
 connections) is a `TemporaryTriggerError`; everything else (4xx, bad YAML, too large, missing
@@ -32,6 +35,7 @@ import pydantic
 import yaml
 
 from tripwire import errors, manifests
+from tripwire.kube import client as kube_client
 
 DEFAULT_MAX_BYTES = 1 << 20
 DEFAULT_TIMEOUT = 10.0
@@ -66,8 +70,14 @@ class URLArtifact(manifests.Model):
 
 
 class ConfigMapKeySelector(manifests.Model):
+    """A key of a ConfigMap (core `ConfigMapKeySelector`). `namespace` is our addition; it
+    defaults to the sensor's namespace, else the client's (the kubeconfig context's).
+    `optional` is accepted for Argo compatibility, but a template cannot be optional: a
+    missing one is an error."""
+
     name: str = pydantic.Field(min_length=1)
     key: str = pydantic.Field(min_length=1)
+    namespace: str | None = None
     optional: bool | None = None
 
 
@@ -104,7 +114,9 @@ class ArtifactLocation(manifests.Model):
         if self.file is not None:
             return f"file {self.file.path}"
         if self.configmap is not None:
-            return f"configmap {self.configmap.name} key {self.configmap.key}"
+            cm = self.configmap
+            where = f"{cm.namespace}/{cm.name}" if cm.namespace else cm.name
+            return f"configmap {where} key {cm.key}"
         if self.s3 is not None:
             bucket = self.s3.get("bucket")
             name = bucket.get("name") if isinstance(bucket, dict) else None
@@ -155,6 +167,8 @@ class _Resolver(Protocol):
         session: aiohttp.ClientSession,
         limits: Limits,
         cache: UrlCache | None,
+        kube: kube_client.Client | None,
+        namespace: str | None,
     ) -> Any: ...
 
 
@@ -164,11 +178,22 @@ async def resolve(
     session: aiohttp.ClientSession,
     limits: Limits | None = None,
     cache: UrlCache | None = None,
+    kube: kube_client.Client | None = None,
+    namespace: str | None = None,
 ) -> Any:
     """The one document at `location`, parsed; raises PermanentTriggerError or
-    TemporaryTriggerError with a message naming the location."""
+    TemporaryTriggerError with a message naming the location. `kube` (a started client) is
+    needed only by `configmap` locations; `namespace` is where a ConfigMap without one is
+    looked up (the sensor's namespace; default: the client's)."""
     resolver = _RESOLVERS[location.kind]
-    return await resolver(location, session=session, limits=limits or Limits(), cache=cache)
+    return await resolver(
+        location,
+        session=session,
+        limits=limits or Limits(),
+        cache=cache,
+        kube=kube,
+        namespace=namespace,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,6 +252,8 @@ async def _resource(
     session: aiohttp.ClientSession,
     limits: Limits,
     cache: UrlCache | None,
+    kube: kube_client.Client | None,
+    namespace: str | None,
 ) -> Any:
     value = location.resource if location.resource is not None else location.inline
     if isinstance(value, str):
@@ -252,6 +279,8 @@ async def _file(
     session: aiohttp.ClientSession,
     limits: Limits,
     cache: UrlCache | None,
+    kube: kube_client.Client | None,
+    namespace: str | None,
 ) -> Any:
     assert location.file is not None
     where = f"file {location.file.path}"
@@ -278,6 +307,8 @@ async def _url(
     session: aiohttp.ClientSession,
     limits: Limits,
     cache: UrlCache | None,
+    kube: kube_client.Client | None,
+    namespace: str | None,
 ) -> Any:
     assert location.url is not None
     url, verify = location.url.path, location.url.verify_cert
@@ -334,6 +365,54 @@ async def _fetch(
         raise errors.TemporaryTriggerError(f"template {url}: {exc or type(exc).__name__}") from None
 
 
+async def _configmap(
+    location: ArtifactLocation,
+    *,
+    session: aiohttp.ClientSession,
+    limits: Limits,
+    cache: UrlCache | None,
+    kube: kube_client.Client | None,
+    namespace: str | None,
+) -> Any:
+    assert location.configmap is not None
+    selector = location.configmap
+    if kube is None:
+        raise errors.PermanentTriggerError(
+            f"template {location.describe()}: configmap sources need the Kubernetes API client;"
+            " this trigger kind has none (use them from k8s or argoWorkflow triggers)"
+        )
+    namespace = selector.namespace or namespace or kube.config.namespace
+    where = f"configmap {namespace}/{selector.name} key {selector.key}"
+    try:
+        resource = await kube.resource("v1", "ConfigMap")
+        configmap = await kube.get(resource, selector.name, namespace=namespace)
+    except kube_client.ApiError as exc:
+        status = " ".join(str(part) for part in (exc.status, exc.reason) if part)
+        message = f"template {where}: {status}: {exc.message}"
+        if exc.temporary:
+            raise errors.TemporaryTriggerError(message) from None
+        if exc.not_found:
+            raise errors.PermanentTriggerError(f"template {where}: no such ConfigMap") from None
+        raise errors.PermanentTriggerError(message) from None
+    except kube_client.KubeError as exc:
+        # Connection refused, timeouts: the apiserver may be back on the next attempt.
+        raise errors.TemporaryTriggerError(f"template {where}: {exc}") from None
+    data = configmap.get("data") or {}
+    text = data.get(selector.key)
+    if not isinstance(text, str):
+        keys = ", ".join(sorted(data)) or "none"
+        in_binary = selector.key in (configmap.get("binaryData") or {})
+        binary = " (it is in binaryData; templates must be text)" if in_binary else ""
+        raise errors.PermanentTriggerError(
+            f"template {where}: the ConfigMap has no such key{binary}; its keys: {keys}"
+        )
+    if len(text.encode()) > limits.max_bytes:
+        raise errors.PermanentTriggerError(
+            f"template {where}: larger than the limit of {limits.max_bytes} bytes"
+        )
+    return parse(text, where=where)
+
+
 def _not_yet(needs: str) -> _Resolver:
     async def unsupported(
         location: ArtifactLocation,
@@ -341,6 +420,8 @@ def _not_yet(needs: str) -> _Resolver:
         session: aiohttp.ClientSession,
         limits: Limits,
         cache: UrlCache | None,
+        kube: kube_client.Client | None,
+        namespace: str | None,
     ) -> Any:
         raise errors.PermanentTriggerError(f"template {location.describe()}: {needs}")
 
@@ -353,7 +434,7 @@ _RESOLVERS: dict[str, _Resolver] = {
     "inline": _resource,
     "file": _file,
     "url": _url,
-    "configmap": _not_yet("configmap sources need the Kubernetes API client (not implemented yet)"),
+    "configmap": _configmap,
     "s3": _not_yet("s3 sources need the S3 client (not implemented yet)"),
 }
 

@@ -248,6 +248,30 @@ async def test_not_yet_supported(
         await _resolve(_loc(**fields), session)
 
 
+async def test_configmap_without_a_kube_client(session: aiohttp.ClientSession) -> None:
+    location = _loc(configmap={"name": "tpl", "key": "wf.yaml", "namespace": "ml"})
+    assert location.kind == "configmap"
+    assert location.describe() == "configmap ml/tpl key wf.yaml"
+    with pytest.raises(
+        errors.PermanentTriggerError,
+        match=r"configmap ml/tpl key wf\.yaml: configmap sources need the Kubernetes API client",
+    ):
+        await sources.resolve(location, session=session, kube=None)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"name": "", "key": "k"},
+        {"name": "n", "key": ""},
+        {"name": "n", "key": "k", "namespaces": "x"},
+    ],
+)
+def test_invalid_configmap_selectors(fields: dict[str, Any]) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        sources.ArtifactLocation.model_validate({"configmap": fields})
+
+
 # --- url -----------------------------------------------------------------------------------
 
 
