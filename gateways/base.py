@@ -31,6 +31,7 @@ Dispatch = Callable[[events.Event], Awaitable[None]]
 KINDS: dict[str, str] = {
     "webhook": "gateways.webhook:WebhookSource",
     "calendar": "gateways.calendar:CalendarSource",
+    "resource": "gateways.resource:ResourceSource",
 }
 
 

@@ -70,9 +70,13 @@ class RejectedEvent:
 @dataclasses.dataclass(slots=True)
 class _Dependency:
     name: str
+    gateway: str
+    event: str
     filters: filters.CompiledFilters
     transform: transforms.Transformer | None = None
     latest: events.Event | None = None
+    accepted: int = 0
+    rejected: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -164,9 +168,11 @@ class SensorRunner:
         spec = self.sensor.spec
         for dep in spec.dependencies:
             compiled = _Dependency(
-                dep.name,
-                filters.compile_filters(dep.filters, operator=dep.filters_logical_operator),
-                transforms.compile_transform(dep.transform),
+                name=dep.name,
+                gateway=dep.gateway_name,
+                event=dep.event_name,
+                filters=filters.compile_filters(dep.filters, operator=dep.filters_logical_operator),
+                transform=transforms.compile_transform(dep.transform),
             )
             self._deps[dep.name] = compiled
             self._index.setdefault((dep.gateway_name, dep.event_name), []).append(compiled)
@@ -278,15 +284,16 @@ class SensorRunner:
                 # Argo: the transformed event is what filters, state and triggers see.
                 transformed = dep.transform(event)
                 if isinstance(transformed, filters.Rejection):
-                    self._reject(dep.name, event, str(transformed))
+                    self._reject(dep, event, str(transformed))
                     continue
                 seen = transformed
             rejection = dep.filters.check(seen)
             if rejection is None:
                 accepted.append((dep, seen))
                 dep.latest = seen
+                dep.accepted += 1
             else:
-                self._reject(dep.name, event, str(rejection))
+                self._reject(dep, event, str(rejection))
         if not accepted:
             self._spawn(msg.ack(), f"sensor-{self.name}-ack")
             return
@@ -341,7 +348,9 @@ class SensorRunner:
                 self._consumed[e.id] = firing.key
         return _Plan(trigger=trig, firing=firing, recorded=recorded)
 
-    def _reject(self, dependency: str, event: events.Event, reason: str) -> None:
+    def _reject(self, dep: _Dependency, event: events.Event, reason: str) -> None:
+        dependency = dep.name
+        dep.rejected += 1
         metrics.EVENTS_FILTERED.labels(self.name, dependency).inc()
         self.rejections.append(RejectedEvent(time.time(), dependency, event.id, reason))
         if log.isEnabledFor(logging.DEBUG):
@@ -499,12 +508,18 @@ class SensorRunner:
         return {
             "sensor": self.name,
             "dependencies": {
-                name: None
-                if dep.latest is None
-                else {
-                    "id": dep.latest.id,
-                    "time": dep.latest.time.isoformat(),
-                    "age_seconds": round(now - dep.latest.time.timestamp(), 3),
+                name: {
+                    "gateway": dep.gateway,
+                    "event": dep.event,
+                    "accepted": dep.accepted,
+                    "rejected": dep.rejected,
+                    "latest": None
+                    if dep.latest is None
+                    else {
+                        "id": dep.latest.id,
+                        "time": dep.latest.time.isoformat(),
+                        "age_seconds": round(now - dep.latest.time.timestamp(), 3),
+                    },
                 }
                 for name, dep in self._deps.items()
             },
@@ -512,6 +527,7 @@ class SensorRunner:
             "triggers": {
                 t.name: {
                     "condition": t.condition.explain(t.state.keys()),
+                    "satisfied": t.condition.evaluate(t.state.keys()),
                     "waiting_for": sorted(t.dependencies - t.state.keys()),
                 }
                 for t in self._triggers

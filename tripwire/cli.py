@@ -1,4 +1,4 @@
-"""The `tripwire` command: run, validate, version, crds.
+"""The `tripwire` command: run, controller, validate, version, crds.
 
 User errors (a bad manifest, a state dir in use) print one line per problem and exit 2 with no
 traceback; SIGTERM/SIGINT stop intake, drain in-flight triggers and exit 0 within `--grace`
@@ -24,7 +24,9 @@ from typing import Any
 import orjson
 
 import tripwire
-from tripwire import crdgen, documents, errors, runtime
+from tripwire import crdgen, documents, errors, explaining, runtime
+from tripwire.controller import leading
+from tripwire.controller import running as controller_running
 
 log = logging.getLogger("tripwire")
 
@@ -112,11 +114,18 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="kubeconfig for Kubernetes kinds (default: $KUBECONFIG, else in-cluster)",
     )
-    for p in (run,):
+    controller = _controller_parser(sub)
+    for p in (run, controller):
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
         p.add_argument("--log-format", default="text", choices=["text", "json"])
     validate = sub.add_parser("validate", help="check manifest files; exit 0 or 2")
     validate.add_argument("paths", nargs="+", metavar="PATH")
+    explain = sub.add_parser("explain", help="why did (or didn't) a running sensor fire")
+    explain.add_argument("sensor")
+    explain.add_argument(
+        "--url", default="http://127.0.0.1:9300", help="the runtime's --metrics-port address"
+    )
+    explain.add_argument("--json", action="store_true", help="print the raw JSON")
     sub.add_parser("version", help="print the version")
     crds = sub.add_parser("crds", help="write the CustomResourceDefinitions of the models")
     crds.add_argument(
@@ -137,8 +146,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"tripwire {tripwire.__version__}")
         return 0
+    if args.command == "explain":
+        try:
+            doc = explaining.fetch(args.url, args.sensor)
+        except errors.TripwireError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(
+            orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+            if args.json
+            else explaining.render(doc)
+        )
+        return 0
     if args.command == "crds":
         return crdgen.main(out=args.out, check=args.check)
+    if args.command == "controller":
+        return _controller(args)
     try:
         loaded = documents.load(args.paths)
     except errors.ManifestError as exc:
@@ -236,6 +259,114 @@ async def _run(loaded: documents.Loaded, options: runtime.Options) -> int:
             loop.remove_signal_handler(signum)
     log.info("stopped")
     return 0
+
+
+# -- tripwire controller ------------------------------------------------------------------
+
+
+def _controller_parser(sub: Any) -> argparse.ArgumentParser:
+    controller: argparse.ArgumentParser = sub.add_parser(
+        "controller",
+        help="run the Gateway and Sensor custom resources of a cluster",
+        description="Watch Gateways and Sensors and run them in this process; write their"
+        " status. With leader election (default) only the holder of the Lease runs objects;"
+        " on losing it the process exits 1 so its supervisor restarts it.",
+    )
+    scope = controller.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", default=None, help="watch this namespace only")
+    scope.add_argument(
+        "--all-namespaces", "-A", action="store_true", help="watch every namespace (default)"
+    )
+    controller.add_argument(
+        "--state-dir",
+        type=pathlib.Path,
+        default=pathlib.Path(".tripwire"),
+        help="journals, one per namespace (default: .tripwire)",
+    )
+    controller.add_argument(
+        "--kubeconfig", default=None, help="default: $KUBECONFIG, ~/.kube/config, else in-cluster"
+    )
+    controller.add_argument(
+        "--lease-namespace", default=None, help="default: the kubeconfig's or the pod's namespace"
+    )
+    controller.add_argument("--lease-name", default="tripwire-controller")
+    controller.add_argument("--identity", default=None, help="lease holder name (hostname-pid)")
+    controller.add_argument("--lease-duration", type=float, default=15.0, metavar="SECONDS")
+    controller.add_argument("--renew-deadline", type=float, default=10.0, metavar="SECONDS")
+    controller.add_argument("--retry-period", type=float, default=2.0, metavar="SECONDS")
+    controller.add_argument(
+        "--no-leader-election",
+        action="store_true",
+        help="run objects at once (only when exactly one controller runs)",
+    )
+    controller.add_argument("--metrics-host", default="127.0.0.1")
+    controller.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9300,
+        help="port for /metrics, /healthz, /readyz, /explain/NS/SENSOR (0: off)",
+    )
+    controller.add_argument(
+        "--grace", type=float, default=10.0, help="seconds to drain in-flight triggers on shutdown"
+    )
+    return controller
+
+
+def _controller(args: argparse.Namespace) -> int:
+    try:
+        timing = leading.Timing(
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(args.log_level, args.log_format)
+    options = controller_running.Options(
+        namespace=None if args.all_namespaces else args.namespace,
+        state_dir=args.state_dir,
+        kubeconfig=args.kubeconfig,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port or None,
+        grace=args.grace,
+        leader_election=not args.no_leader_election,
+        lease_namespace=args.lease_namespace,
+        lease_name=args.lease_name,
+        identity=args.identity,
+        timing=timing,
+    )
+    try:
+        return asyncio.run(_run_controller(options))
+    except errors.TripwireError as exc:  # no kubeconfig, ...
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # the metrics port is taken, ...
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _run_controller(options: controller_running.Options) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("second signal: exiting without draining")
+            os._exit(1)
+        log.info("%s received: stopping intake and draining", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await controller_running.run(options, stop=stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 if __name__ == "__main__":

@@ -200,7 +200,13 @@ async def test_filtered_events_do_not_count_and_are_explained(target: Target) ->
         await target.quiet()
         explained = runner.explain()
     assert explained["triggers"]["t"]["waiting_for"] == ["a"]
-    assert explained["dependencies"]["a"] is None
+    assert explained["dependencies"]["a"] == {
+        "gateway": "gw",
+        "event": "a",
+        "accepted": 0,
+        "rejected": 1,
+        "latest": None,
+    }
     [rejected] = explained["rejected"]
     assert rejected["dependency"] == "a"
     assert rejected["reason"] == "data[0] n: got -1, want >= one of ['0']"

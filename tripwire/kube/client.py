@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import pathlib
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -79,6 +80,8 @@ def load_config(*, kubeconfig: str | None = None, context: str | None = None) ->
     from kubernetes import config as k8s_config
 
     cfg = k8s_client.Configuration()
+    # The kubernetes package reads $KUBECONFIG once, at import; read it now instead.
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
     namespace = "default"
     try:
         k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
@@ -361,7 +364,7 @@ class Client:
         label_selector: str | None = None,
         field_selector: str | None = None,
         timeout_seconds: int = 300,
-    ) -> AsyncIterator[JSON]:
+    ) -> AsyncGenerator[JSON, None]:
         """One watch request: yields `{type, object}` until the server ends it.
 
         Raises `ApiError` (410 Gone when `resource_version` is too old) or `KubeError`.
@@ -382,22 +385,41 @@ class Client:
             ) as resp:
                 if resp.status >= 400:
                     raise _api_error(resp.status, await resp.read(), method="WATCH", path=path)
-                async for line in resp.content:
-                    if not line.strip():
-                        continue
+                async for line in _lines(resp.content):
                     event = orjson.loads(line)
                     if event.get("type") == "ERROR":
-                        status = event.get("object", {})
+                        status = event.get("object") or {}
                         raise ApiError(
-                            status=int(status.get("code", 500)),
+                            status=int(status.get("code") or 500),
                             reason=str(status.get("reason", "")),
                             message=str(status.get("message", "")),
                             method="WATCH",
                             path=path,
                         )
                     yield event
+        except orjson.JSONDecodeError as exc:
+            raise KubeError(f"WATCH {path}: malformed watch event: {exc}") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise KubeError(f"WATCH {path}: {exc or type(exc).__name__}") from None
+
+
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The non-empty lines of a watch stream, however long.
+
+    aiohttp's own line iterator refuses lines above 128 KiB, and one watch event is one line
+    holding a whole object (a ConfigMap may be 1 MiB). A partial last line means the
+    connection was cut mid-event: it is dropped, the watch resumes before that event.
+    """
+    buffer = bytearray()
+    async for chunk in stream.iter_any():
+        buffer += chunk
+        start = 0
+        while (end := buffer.find(b"\n", start)) >= 0:
+            line = bytes(buffer[start:end])
+            if line.strip():
+                yield line
+            start = end + 1
+        del buffer[:start]
 
 
 def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
