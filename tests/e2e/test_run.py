@@ -188,6 +188,21 @@ async def test_quickstart_fires_the_http_trigger_with_its_parameterized_payload(
         assert '"Idempotency-Key":["' in out
         assert '"commit":"bad"' not in out
         assert "Traceback" not in out
+        # "Why didn't the dev push fire?" — answered by `tripwire explain`.
+        explain = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tripwire.cli", "explain", "deploy",
+            "--url", f"http://127.0.0.1:{tw.metrics_port}",
+            stdout=asyncio.subprocess.PIPE, cwd=REPO,
+        )  # fmt: skip
+        stdout, _ = await explain.communicate()
+        assert explain.returncode == 0
+        text = stdout.decode()
+        assert "trigger notify: not fired: condition is false" in text, text
+        assert "pushed <- ci/push: 1 accepted, 1 rejected" in text, text
+        assert (
+            "data[0] body.ref: got 'refs/heads/dev', want matching one of ['^refs/heads/main$']"
+            in text
+        ), text
 
 
 async def test_sigkill_while_the_target_is_answering_gives_exactly_one_effect(
