@@ -19,7 +19,7 @@ from "two replicas or a restart never produce two different events for one insta
   `persistence.catchup: {enabled, maxDuration}` is accepted and means `catchUp: all`. A gateway
   without `last` starts from now.
 
-Time zones, DST and exclusion dates are the schedule's business: see `gateways.schedules`,
+Time zones, DST and exclusion dates are the schedule's business: see `tripwire.schedules`,
 which computes the instants without a clock; this module fires them.
 """
 
@@ -38,8 +38,8 @@ from typing import Annotated, ClassVar, Literal, Protocol
 
 import pydantic
 
-from gateways import base, schedules
-from tripwire import backoff, errors, events, manifests, metrics
+from gateways import base
+from tripwire import backoff, errors, events, manifests, metrics, schedules
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ trigger) are pydantic validators: validation is pure and runs before anything st
 from __future__ import annotations
 
 import functools
+import zoneinfo
 from typing import Any, Literal
 
 import pydantic
@@ -21,7 +22,7 @@ from sensors import transforms as event_transforms
 from triggers import base as triggers_base
 from triggers import parameters as trigger_parameters
 from triggers import policies
-from tripwire import manifests
+from tripwire import manifests, schedules
 
 
 class Dependency(manifests.Model):
@@ -33,6 +34,16 @@ class Dependency(manifests.Model):
     filters: event_filters.EventFilters | None = None
     filters_logical_operator: event_filters.LogicalOperator = "and"
     transform: event_transforms.Transform | None = None
+    # Tripwire extension: an accepted event older than this (by its event time) no longer
+    # satisfies the dependency, so a stale half of an AND cannot fire a trigger days later.
+    max_age: manifests.Duration | None = None
+
+    @pydantic.field_validator("max_age")
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("maxAge must be longer than 0s")
+        return value
 
 
 class RetryStrategy(manifests.Model):
@@ -44,9 +55,50 @@ class RetryStrategy(manifests.Model):
     jitter: float = pydantic.Field(default=0.0, ge=0.0, le=1.0)
 
 
+class ResetByTime(manifests.Model):
+    """Argo `conditionsReset.byTime`: clear the trigger's partial state at these instants."""
+
+    cron: str
+    timezone: str = "UTC"
+
+    @pydantic.field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        schedules.compile_cron(value)
+        return value
+
+    @pydantic.field_validator("timezone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (expected an IANA name)") from None
+        return value
+
+    def schedule(self) -> schedules.CronSchedule:
+        return schedules.CronSchedule(expression=self.cron, zone=zoneinfo.ZoneInfo(self.timezone))
+
+
+class ConditionsReset(manifests.Model):
+    by_time: ResetByTime
+
+
+class RateLimit(manifests.Model):
+    """Argo `rateLimit`: at most `requestsPerUnit` firings in any window of one `unit`."""
+
+    unit: Literal["Second", "Minute", "Hour"] = "Second"
+    requests_per_unit: int = pydantic.Field(ge=1)
+
+    @property
+    def period(self) -> float:
+        return {"Second": 1.0, "Minute": 60.0, "Hour": 3600.0}[self.unit]
+
+
 class TriggerTemplateBase(manifests.Model):
     name: str = pydantic.Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=253)
     conditions: str | None = None
+    conditions_reset: list[ConditionsReset] = pydantic.Field(default_factory=list)
 
     def kind(self) -> tuple[str, Any]:
         """The one trigger kind this template sets, and its spec."""
@@ -77,17 +129,33 @@ def template_model() -> type[TriggerTemplateBase]:
     return built
 
 
-class TriggerBase(manifests.Model):
+class DlqTriggerBase(manifests.Model):
+    """Argo `dlqTrigger`: fired with the same events when the trigger fails for good."""
+
     template: TriggerTemplateBase
     parameters: list[trigger_parameters.TriggerParameter] = pydantic.Field(default_factory=list)
     policy: policies.TriggerPolicy | None = None
     retry_strategy: RetryStrategy = pydantic.Field(default_factory=RetryStrategy)
 
 
+class TriggerBase(DlqTriggerBase):
+    rate_limit: RateLimit | None = None
+    # Argo's switch between acking before and after the trigger; Tripwire always acks after
+    # the outcome (at-least-once), so the field is accepted for portability and has no effect.
+    at_least_once: bool = True
+    dlq_trigger: DlqTriggerBase | None = None
+
+
 @functools.cache
 def trigger_model() -> type[TriggerBase]:
+    dlq: Any = pydantic.create_model(
+        "DlqTrigger", __base__=DlqTriggerBase, template=(template_model(), ...)
+    )
     built: type[TriggerBase] = pydantic.create_model(
-        "Trigger", __base__=TriggerBase, template=(template_model(), ...)
+        "Trigger",
+        __base__=TriggerBase,
+        template=(template_model(), ...),
+        dlq_trigger=(dlq | None, None),
     )
     return built
 
@@ -127,7 +195,10 @@ class SensorSpecBase(manifests.Model):
                 condition_exprs.compile(trigger.template.conditions, names=list(deps))
             except ValueError as exc:
                 problems.append((("triggers", i, "template", "conditions"), str(exc)))
-            for loc, param in _parameters(trigger):
+            found = _parameters(trigger)
+            if trigger.dlq_trigger is not None:
+                found += [(("dlqTrigger", *loc), p) for loc, p in _parameters(trigger.dlq_trigger)]
+            for loc, param in found:
                 if param.src.dependency_name not in deps:
                     problems.append(
                         (
@@ -141,7 +212,7 @@ class SensorSpecBase(manifests.Model):
 
 
 def _parameters(
-    trigger: TriggerBase,
+    trigger: DlqTriggerBase,
 ) -> list[tuple[manifests.Location, trigger_parameters.TriggerParameter]]:
     """Every parameter of a trigger, with its location below the trigger: its own, and those
     anywhere in its kind's spec (an http `payload`, a k8s `parameters`)."""

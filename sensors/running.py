@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import datetime
 import hashlib
 import logging
 import time
@@ -29,11 +30,11 @@ import aiohttp
 import orjson
 import pydantic
 
-from sensors import conditions, filters, transforms
+from sensors import conditions, filters, limiting, transforms
 from sensors import manifest as sensor_manifest
 from triggers import base as triggers_base
 from triggers import parameters as trigger_parameters
-from tripwire import backoff, errors, events, manifests, metrics, secrets
+from tripwire import backoff, errors, events, manifests, metrics, schedules, secrets
 from tripwire.bus import base as bus_base
 
 log = logging.getLogger(__name__)
@@ -79,15 +80,28 @@ class _Dependency:
     rejected: int = 0
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Target:
+    """A trigger (or its dlqTrigger) as built from its manifest block."""
+
+    spec: sensor_manifest.DlqTriggerBase
+    impl: triggers_base.Trigger
+    context: triggers_base.TriggerContext
+
+
 @dataclasses.dataclass(slots=True)
 class _Trigger:
     sensor: str
     name: str
     spec: sensor_manifest.TriggerBase
-    impl: triggers_base.Trigger
-    context: triggers_base.TriggerContext
+    main: _Target
     condition: conditions.Condition
     dependencies: frozenset[str]
+    dlq: _Target | None = None
+    limiter: limiting.SlidingWindowLimiter | None = None
+    # Dependencies with a maxAge, in seconds; and the conditionsReset schedules.
+    max_ages: dict[str, float] = dataclasses.field(default_factory=dict)
+    resets: list[schedules.CronSchedule] = dataclasses.field(default_factory=list)
     # Latest accepted event per dependency since the last firing (Argo semantics).
     state: dict[str, events.Event] = dataclasses.field(default_factory=dict)
     # Dependencies whose state is persisted in the store (so clearing knows what to delete).
@@ -135,6 +149,8 @@ class SensorRunner:
         session: aiohttp.ClientSession,
         resolver: secrets.Resolver,
         sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         grace: float = 10.0,
         kube: Any = None,
         namespace: str | None = None,
@@ -145,6 +161,8 @@ class SensorRunner:
         self._session = session
         self._resolver = resolver
         self._sleep = sleep
+        self._clock = clock
+        self._monotonic = monotonic
         self._grace = grace
         self._kube = kube
         self._namespace = namespace
@@ -177,29 +195,33 @@ class SensorRunner:
             self._deps[dep.name] = compiled
             self._index.setdefault((dep.gateway_name, dep.event_name), []).append(compiled)
         names = [d.name for d in spec.dependencies]
+        max_ages = {d.name: d.max_age for d in spec.dependencies if d.max_age is not None}
         for trigger_spec in spec.triggers:
             template = trigger_spec.template
-            kind, kind_spec = template.kind()
-            context = triggers_base.TriggerContext(
-                sensor=self.name,
-                trigger=template.name,
-                session=self._session,
-                secrets=self._resolver,
-                policy=trigger_spec.policy,
-                kube=self._kube,
-                namespace=self._namespace,
-            )
-            impl = triggers_base.load(kind)(spec=kind_spec, context=context)
-            await impl.start(stack)
+            main = await self._target(stack, trigger_spec, name=template.name)
+            dlq = None
+            if trigger_spec.dlq_trigger is not None:
+                dlq = await self._target(stack, trigger_spec.dlq_trigger, name=template.name)
             condition = conditions.compile(template.conditions, names=names)
+            limit = trigger_spec.rate_limit
             trig = _Trigger(
                 sensor=self.name,
                 name=template.name,
                 spec=trigger_spec,
-                impl=impl,
-                context=context,
+                main=main,
+                dlq=dlq,
                 condition=condition,
                 dependencies=frozenset(condition.names),
+                limiter=None
+                if limit is None
+                else limiting.SlidingWindowLimiter(
+                    limit=limit.requests_per_unit,
+                    period=limit.period,
+                    clock=self._monotonic,
+                    sleep=self._sleep,
+                ),
+                max_ages={d: a for d, a in max_ages.items() if d in condition.names},
+                resets=[r.by_time.schedule() for r in template.conditions_reset],
             )
             self._triggers.append(trig)
             for dep_name in trig.dependencies:
@@ -212,7 +234,31 @@ class SensorRunner:
         )
         stack.push_async_callback(self._stop)
         self._consumer_task = asyncio.create_task(self._consume(), name=f"sensor-{self.name}")
+        for trig in self._triggers:
+            if trig.resets:
+                self._spawn(self._reset_loop(trig), f"sensor-{self.name}-{trig.name}-reset")
         self.ready.set()
+
+    async def _target(
+        self,
+        stack: contextlib.AsyncExitStack,
+        spec: sensor_manifest.DlqTriggerBase,
+        *,
+        name: str,
+    ) -> _Target:
+        kind, kind_spec = spec.template.kind()
+        context = triggers_base.TriggerContext(
+            sensor=self.name,
+            trigger=name,
+            session=self._session,
+            secrets=self._resolver,
+            policy=spec.policy,
+            kube=self._kube,
+            namespace=self._namespace,
+        )
+        impl = triggers_base.load(kind)(spec=kind_spec, context=context)
+        await impl.start(stack)
+        return _Target(spec=spec, impl=impl, context=context)
 
     async def _restore(self) -> None:
         """Reload partial condition state and re-run firings a crash interrupted."""
@@ -303,6 +349,8 @@ class SensorRunner:
         for dep, seen in accepted:
             for trig in self._by_dep.get(dep.name, ()):
                 trig.state[dep.name] = seen
+                if trig.max_ages:
+                    self._expire(trig, changes)
                 if trig.condition.evaluate(trig.state.keys()):
                     plan = self._fire(trig, changes, seen)
                     if plan is not None:
@@ -436,33 +484,12 @@ class SensorRunner:
         await msg.ack()
 
     async def _execute(self, trig: _Trigger, firing: triggers_base.Firing) -> None:
-        """Fire with the trigger's retryStrategy: temporary errors retry, permanent ones stop."""
-        retry = trig.spec.retry_strategy
-        waits = backoff.delays(duration=retry.duration, factor=retry.factor, jitter=retry.jitter)
+        """Fire within the rate limit and retryStrategy; when it fails for good, the DLQ."""
         started = time.monotonic()
-        for attempt in range(1, retry.steps + 1):
-            try:
-                await self._fire_once(trig, firing)
-            except errors.TemporaryTriggerError as exc:
-                if attempt == retry.steps:
-                    self._failed(trig, firing, exc)
-                    return
-                delay = max(next(waits), exc.delay or 0.0)
-                trig.retried.inc()
-                log.warning(
-                    "trigger attempt %d/%d failed, retrying in %.2fs: %s",
-                    attempt, retry.steps, delay, exc, extra=_extra(firing),
-                )  # fmt: skip
-                await self._sleep(delay)
-                continue
-            except errors.TriggerError as exc:
-                self._failed(trig, firing, exc)
-                return
-            except Exception as exc:
-                # A bug in a trigger kind must not take the sensor down with it.
-                log.exception("trigger raised unexpectedly", extra=_extra(firing))
-                self._failed(trig, firing, exc)
-                return
+        if trig.limiter is not None:
+            await trig.limiter.acquire()
+        failure = await self._attempts(trig, trig.main, firing)
+        if failure is None:
             trig.fired.inc()
             self.last_fired = time.time()
             trig.seconds.observe(time.monotonic() - started)
@@ -471,15 +498,57 @@ class SensorRunner:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("trigger fired", extra=_extra(firing))
             return
+        trig.failed.inc()
+        log.error("trigger failed: %s", failure, extra=_extra(firing))
+        if trig.dlq is None:
+            return
+        # Its own key: the DLQ target may dedupe too, and must not confuse the two effects.
+        dlq_firing = dataclasses.replace(
+            firing, key=hashlib.sha256(f"{firing.key}/dlq".encode()).hexdigest()[:32]
+        )
+        dlq_failure = await self._attempts(trig, trig.dlq, dlq_firing)
+        if dlq_failure is None:
+            log.warning("trigger failed; sent to its dlqTrigger", extra=_extra(dlq_firing))
+        else:
+            log.error("dlqTrigger failed too: %s", dlq_failure, extra=_extra(dlq_firing))
 
-    async def _fire_once(self, trig: _Trigger, firing: triggers_base.Firing) -> None:
+    async def _attempts(
+        self, trig: _Trigger, target: _Target, firing: triggers_base.Firing
+    ) -> BaseException | None:
+        """Attempts per the target's retryStrategy: None on success, else the last error."""
+        retry = target.spec.retry_strategy
+        waits = backoff.delays(duration=retry.duration, factor=retry.factor, jitter=retry.jitter)
+        for attempt in range(1, retry.steps + 1):
+            try:
+                await self._fire_once(target, firing)
+            except errors.TemporaryTriggerError as exc:
+                if attempt == retry.steps:
+                    return exc
+                delay = max(next(waits), exc.delay or 0.0)
+                trig.retried.inc()
+                log.warning(
+                    "trigger attempt %d/%d failed, retrying in %.2fs: %s",
+                    attempt, retry.steps, delay, exc, extra=_extra(firing),
+                )  # fmt: skip
+                await self._sleep(delay)
+            except errors.TriggerError as exc:
+                return exc
+            except Exception as exc:
+                # A bug in a trigger kind must not take the sensor down with it.
+                log.exception("trigger raised unexpectedly", extra=_extra(firing))
+                return exc
+            else:
+                return None
+        raise AssertionError("retryStrategy.steps is at least 1")
+
+    async def _fire_once(self, target: _Target, firing: triggers_base.Firing) -> None:
         """One attempt. Trigger-level `parameters` (Argo: applied to the template before the
         trigger is built) give a trigger of their own for this firing, validated again."""
-        params = trig.spec.parameters
+        params = target.spec.parameters
         if not params:
-            await trig.impl.fire(firing)
+            await target.impl.fire(firing)
             return
-        template = trig.spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
+        template = target.spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
         edited = trigger_parameters.apply_to_template(params, firing.events, template)
         try:
             rebuilt = sensor_manifest.template_model().model_validate(edited)
@@ -489,17 +558,48 @@ class SensorRunner:
                 for e in exc.errors(include_url=False)
             )
             raise errors.PermanentTriggerError(
-                f"trigger {trig.name}: parameters made the template invalid: {problems}"
+                f"trigger {firing.trigger}: parameters made the template invalid: {problems}"
             ) from None
         kind, kind_spec = rebuilt.kind()
-        impl = triggers_base.load(kind)(spec=kind_spec, context=trig.context)
+        impl = triggers_base.load(kind)(spec=kind_spec, context=target.context)
         async with contextlib.AsyncExitStack() as stack:
             await impl.start(stack)
             await impl.fire(firing)
 
-    def _failed(self, trig: _Trigger, firing: triggers_base.Firing, exc: BaseException) -> None:
-        trig.failed.inc()
-        log.error("trigger failed: %s", exc, extra=_extra(firing))
+    # -- condition state over time ----------------------------------------------------------
+    def _expire(self, trig: _Trigger, changes: dict[str, bytes | None]) -> None:
+        """Drop accepted events older than their dependency's maxAge (by event time)."""
+        now = self._clock()
+        for dep_name, max_age in trig.max_ages.items():
+            event = trig.state.get(dep_name)
+            if event is not None and now - event.time.timestamp() > max_age:
+                del trig.state[dep_name]
+                if dep_name in trig.persisted:
+                    trig.persisted.discard(dep_name)
+                    changes[f"state/{trig.name}/{dep_name}"] = None
+
+    async def _reset_loop(self, trig: _Trigger) -> None:
+        """`conditionsReset.byTime`: clear the trigger's partial state at each cron instant."""
+        while True:
+            now = datetime.datetime.fromtimestamp(self._clock(), datetime.UTC)
+            upcoming = [s.next_after(now) for s in trig.resets]
+            instants = [i for i in upcoming if i is not None]
+            if not instants:
+                return
+            await self._sleep(max(0.0, min(instants).timestamp() - self._clock()))
+            if trig.state:
+                log.info(
+                    "conditions reset: dropping partial state of %s",
+                    sorted(trig.state), extra={"sensor": self.name, "trigger": trig.name},
+                )  # fmt: skip
+            changes: dict[str, bytes | None] = {
+                f"state/{trig.name}/{d}": None for d in trig.persisted
+            }
+            trig.state.clear()
+            trig.persisted.clear()
+            if changes:
+                with contextlib.suppress(errors.BusError):
+                    await self._store.write(changes)
 
     # -- introspection ------------------------------------------------------------------------
     def explain(self) -> dict[str, Any]:

@@ -159,7 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
     if args.command == "crds":
-        return crdgen.main(out=args.out, check=args.check)
+        try:
+            return crdgen.main(out=args.out, check=args.check)
+        except crdgen.CrdError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     if args.command == "controller":
         return _controller(args)
     try:

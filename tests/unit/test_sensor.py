@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import pathlib
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -128,7 +130,7 @@ def _sensor(*triggers: dict[str, Any], deps: tuple[str, ...] = ("a", "b")) -> An
 
 @contextlib.asynccontextmanager
 async def running_sensor(
-    sensor: Any, state: pathlib.Path | None
+    sensor: Any, state: pathlib.Path | None, **options: Any
 ) -> AsyncIterator[tuple[embedded.EmbeddedBus, running.SensorRunner]]:
     bus = embedded.EmbeddedBus(path=state)
     async with contextlib.AsyncExitStack() as stack:
@@ -136,7 +138,12 @@ async def running_sensor(
         session = aiohttp.ClientSession()
         stack.push_async_callback(session.close)
         runner = running.SensorRunner(
-            sensor=sensor, bus=bus, session=session, resolver=secrets.LocalResolver(), grace=2
+            sensor=sensor,
+            bus=bus,
+            session=session,
+            resolver=secrets.LocalResolver(),
+            grace=2,
+            **options,
         )
         await runner.start(stack)
         yield bus, runner
@@ -326,3 +333,129 @@ async def test_trigger_level_parameters_edit_the_template_per_firing(target: Tar
             )
         await target.wait(2)
     assert sorted(name for name, _, _ in target.received) == ["first", "second"]
+
+
+async def test_failing_for_good_goes_to_the_dlq_trigger_once(target: Target) -> None:
+    target.script["t"] = [500] * 10
+    trigger = _http(
+        "t", target.url, conditions="a", deps=("a",), retryStrategy={"steps": 3, "duration": "10ms"}
+    )
+    trigger["dlqTrigger"] = {
+        "template": {
+            "name": "dead",
+            "http": {
+                "url": f"{target.url}/dlq",
+                "payload": [{"src": {"dependencyName": "a", "dataKey": "n"}, "dest": "a"}],
+            },
+        }
+    }
+    async with running_sensor(_sensor(trigger, deps=("a",)), None) as (bus, _):
+        await _emit(bus, "a", 7)
+        await target.wait(4)
+        await target.quiet()
+    assert [name for name, _, _ in target.received] == ["t", "t", "t", "dlq"]
+    keys = [key for _, key, _ in target.received]
+    assert len(set(keys[:3])) == 1 and keys[3] != keys[0]
+    assert target.received[3][2] == {"a": "7"}
+
+
+async def test_success_after_failures_does_not_touch_the_dlq(target: Target) -> None:
+    target.script["t"] = [503, 503]
+    trigger = _http(
+        "t", target.url, conditions="a", deps=("a",), retryStrategy={"steps": 3, "duration": "10ms"}
+    )
+    trigger["dlqTrigger"] = {"template": {"name": "dead", "http": {"url": f"{target.url}/dlq"}}}
+    async with running_sensor(_sensor(trigger, deps=("a",)), None) as (bus, _):
+        await _emit(bus, "a", 1)
+        await target.wait(3)
+        await target.quiet()
+    assert [name for name, _, _ in target.received] == ["t", "t", "t"]
+
+
+async def test_max_age_keeps_a_stale_event_from_completing_an_and(target: Target) -> None:
+    sensor = _sensor(_http("t", target.url))
+    sensor_doc = sensor.model_dump(by_alias=True)
+    sensor_doc["spec"]["dependencies"][0]["maxAge"] = "1m"
+    sensor = sensor_manifest.model().model_validate(sensor_doc)
+    async with running_sensor(sensor, None) as (bus, _):
+        stale = events.Event(
+            id="old-a",
+            source="gw",
+            subject="a",
+            type="webhook",
+            data={"n": 1},
+            time=events.now() - datetime.timedelta(minutes=5),
+        )
+        await bus.publish(stale)
+        await _emit(bus, "b", 2)
+        await target.quiet()  # a is five minutes old: too old to count
+        await _emit(bus, "a", 3)
+        await target.wait(1)
+    assert target.received[0][2] == {"a": "3", "b": "2"}
+
+
+class GatedSleep:
+    """A sleep the test releases, advancing a fake wall clock by what was asked."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+        self.asleep = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.asleep.set()
+        await self.release.wait()
+        self.release.clear()
+        self.asleep.clear()
+        self.now += seconds
+
+
+async def test_conditions_reset_clears_partial_state_at_the_cron_instant(target: Target) -> None:
+    trigger = _http("t", target.url)
+    trigger["template"]["conditionsReset"] = [
+        {"byTime": {"cron": "0 23 * * *", "timezone": "Asia/Tokyo"}}
+    ]
+    gate = GatedSleep()
+    async with running_sensor(_sensor(trigger), None, clock=gate.clock, sleep=gate.sleep) as (
+        bus,
+        runner,
+    ):
+        await asyncio.wait_for(gate.asleep.wait(), 5)  # the reset loop waits for 23:00 Tokyo
+        await _emit(bus, "a", 1)
+        await target.quiet()
+        assert runner.explain()["triggers"]["t"]["waiting_for"] == ["b"]
+        gate.release.set()  # 23:00 in Tokyo: a is forgotten
+        await asyncio.wait_for(gate.asleep.wait(), 5)  # and it waits for the next one
+        assert runner.explain()["triggers"]["t"]["waiting_for"] == ["a", "b"]
+        await _emit(bus, "b", 2)
+        await target.quiet()
+        await _emit(bus, "a", 3)
+        await target.wait(1)
+    assert target.received[0][2] == {"a": "3", "b": "2"}
+
+
+async def test_rate_limit_holds_the_second_firing_for_a_whole_unit(target: Target) -> None:
+    trigger = _http(
+        "t",
+        target.url,
+        conditions="a",
+        deps=("a",),
+        rateLimit={"unit": "Hour", "requestsPerUnit": 1},
+    )
+    waits: list[float] = []
+    fake = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        fake[0] += seconds
+
+    async with running_sensor(
+        _sensor(trigger, deps=("a",)), None, sleep=sleep, monotonic=lambda: fake[0]
+    ) as (bus, _):
+        await _emit(bus, "a", 1)
+        await _emit(bus, "a", 2)
+        await target.wait(2)
+    assert waits == [3600.0]

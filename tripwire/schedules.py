@@ -1,8 +1,9 @@
 """Schedules: the instants of a cron expression or a fixed interval, minus exclusion dates.
 
-The calendar gateway (`gateways.calendar`) fires at these instants; this module only computes
-them, with no clock, no I/O and no state, so the hard part (cron fields, time zones, DST) is
-tested with plain datetimes and the gateway's loop stays about delivery.
+The calendar gateway (`gateways.calendar`) fires at these instants and sensors reset their
+condition state at them (`conditionsReset`); this module only computes them, with no clock,
+no I/O and no state, so the hard part (cron fields, time zones, DST) is tested with plain
+datetimes and the loops that use it stay about delivery. It is core so that both may use it.
 
 Time zones and DST. APScheduler's triggers are used as next-fire-time calculators only (the gateway
 fires, with an injectable `Clock` so tests never sleep). With a real zone, APScheduler
