@@ -167,6 +167,8 @@ class SensorRunner:
         self._kube = kube
         self._namespace = namespace
         self.last_fired: float | None = None  # wall time of the last successful firing
+        self.fired_total = 0  # successful firings since start (status, benchmarks)
+        self.failed_total = 0
         self._store = bus.store(f"sensor/{self.name}")
         self._deps: dict[str, _Dependency] = {}
         self._index: dict[tuple[str, str], list[_Dependency]] = {}
@@ -491,6 +493,7 @@ class SensorRunner:
         failure = await self._attempts(trig, trig.main, firing)
         if failure is None:
             trig.fired.inc()
+            self.fired_total += 1
             self.last_fired = time.time()
             trig.seconds.observe(time.monotonic() - started)
             newest = max(e.time for e in firing.events.values())
@@ -499,6 +502,7 @@ class SensorRunner:
                 log.debug("trigger fired", extra=_extra(firing))
             return
         trig.failed.inc()
+        self.failed_total += 1
         log.error("trigger failed: %s", failure, extra=_extra(firing))
         if trig.dlq is None:
             return
