@@ -31,6 +31,9 @@ import orjson
 from tripwire import errors
 
 JSON = dict[str, Any]
+# 429 with a short Retry-After: retried in the client, this many times, waiting at most this.
+_THROTTLE_RETRIES = 3
+_MAX_THROTTLE_WAIT = 10.0
 _SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
@@ -226,24 +229,31 @@ class Client:
         content_type: str = "application/json",
         timeout: float = 30.0,
     ) -> Any:
-        await self.limiter.acquire()
         data = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type, "Accept": "application/json"}
-        try:
-            async with self.session.request(
-                method,
-                path,
-                data=data,
-                params=params,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise _api_error(resp.status, raw, method=method, path=path)
-                return orjson.loads(raw) if raw else None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise KubeError(f"{method} {path}: {exc or type(exc).__name__}") from None
+        for attempt in range(_THROTTLE_RETRIES + 1):
+            await self.limiter.acquire()
+            try:
+                async with self.session.request(
+                    method,
+                    path,
+                    data=data,
+                    params=params,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                ) as resp:
+                    raw = await resp.read()
+                    if resp.status < 400:
+                        return orjson.loads(raw) if raw else None
+                    wait = _retry_after(resp) if resp.status == 429 else None
+                    if wait is None or attempt == _THROTTLE_RETRIES:
+                        raise _api_error(resp.status, raw, method=method, path=path)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise KubeError(f"{method} {path}: {exc or type(exc).__name__}") from None
+            # The apiserver asked us to come back (priority and fairness, a CRD's storage
+            # still initializing): client-go waits Retry-After and tries again; so do we.
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
 
     # -- discovery ------------------------------------------------------------------------
     async def resource(self, api_version: str, kind: str) -> Resource:
@@ -420,6 +430,15 @@ async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
                 yield line
             start = end + 1
         del buffer[:start]
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    """Seconds from a 429's Retry-After when short enough to wait for in-line, else None."""
+    value = resp.headers.get("Retry-After", "")
+    if not value.isdigit():
+        return None
+    seconds = float(value)
+    return seconds if seconds <= _MAX_THROTTLE_WAIT else None
 
 
 def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
