@@ -14,17 +14,21 @@ imports every kind module.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
 import importlib
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, Protocol
 
 import pydantic
 
 from tripwire import events, secrets
 from tripwire.bus import base as bus_base
+
+log = logging.getLogger(__name__)
 
 Dispatch = Callable[[events.Event], Awaitable[None]]
 
@@ -88,6 +92,39 @@ class SourceKind(Protocol):
     spec_model: ClassVar[type[pydantic.BaseModel]]
 
     def __call__(self, *, spec: Any, context: SourceContext) -> Source: ...
+
+
+def start_loop(
+    stack: contextlib.AsyncExitStack,
+    work: Coroutine[Any, Any, None],
+    *,
+    name: str,
+    where: str,
+) -> asyncio.Task[None]:
+    """Run a source's endless loop (a schedule, a watch, a stream) as a named task.
+
+    A loop that ends or dies is logged loudly, since its entry then silently produces nothing;
+    teardown on `stack` cancels it and waits for it to finish.
+    """
+    task = asyncio.create_task(work, name=name)
+
+    def ended(done: asyncio.Task[None]) -> None:
+        if done.cancelled():
+            return
+        exc = done.exception()
+        if exc is not None:
+            log.error("%s: its loop died; no further events", where, exc_info=exc)
+        else:
+            log.error("%s: its loop ended; no further events", where)
+
+    async def stop() -> None:
+        task.cancel()
+        # wait() rather than `await task`: our own cancellation must still propagate.
+        await asyncio.wait([task])
+
+    task.add_done_callback(ended)
+    stack.push_async_callback(stop)
+    return task
 
 
 @functools.cache

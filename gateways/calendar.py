@@ -305,12 +305,12 @@ class CalendarSource:
         now = self._clock.now()
         pending = await self._missed(last, now)
         cursor = now if last is None else max(now, last)
-        self._task = asyncio.create_task(
+        self._task = base.start_loop(
+            stack,
             self._run(pending, cursor),
             name=f"calendar-{self._context.gateway}-{self._context.name}",
+            where=self._where,
         )
-        self._task.add_done_callback(self._ended)
-        stack.push_async_callback(self._stop)
 
     async def _missed(
         self, last: datetime.datetime | None, now: datetime.datetime
@@ -388,23 +388,6 @@ class CalendarSource:
             self._published.inc()
             log.info("%s: fired %s as event %s", self._where, instant.isoformat(), event.id)
             return
-
-    def _ended(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("%s: the schedule loop died", self._where, exc_info=exc)
-        else:
-            log.error("%s: the schedule loop ended; no further events", self._where)
-
-    async def _stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        # wait() rather than `await task`: our own cancellation must still propagate.
-        await asyncio.wait([task])
 
 
 __all__ = [

@@ -410,12 +410,12 @@ class ResourceSource:
             f", {len(initial)} change(s) since the last run" if resumed else "",
         )
         self.reflector = reflector
-        self._task = asyncio.create_task(
+        self._task = base.start_loop(
+            stack,
             self._run(reflector, initial, resumed=resumed),
             name=f"resource-{self._context.gateway}-{self._context.name}",
+            where=self._where,
         )
-        self._task.add_done_callback(self._ended)
-        stack.push_async_callback(self._stop)
 
     async def _kube(self, stack: contextlib.AsyncExitStack) -> kube_client.Client:
         if self._client is not None:
@@ -541,23 +541,6 @@ class ResourceSource:
                 continue
             self._published.inc()
             return
-
-    def _ended(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("%s: the watch loop died; no further events", self._where, exc_info=exc)
-        else:
-            log.error("%s: the watch loop ended; no further events", self._where)
-
-    async def _stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        # wait() rather than `await task`: our own cancellation must still propagate.
-        await asyncio.wait([task])
 
 
 __all__ = [

@@ -18,7 +18,7 @@ import os
 import pathlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -225,7 +225,9 @@ def _tune_gc() -> None:
     gc.set_threshold(10_000, 20, 20)
 
 
-async def _run(loaded: documents.Loaded, options: runtime.Options) -> int:
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGTERM/SIGINT (drain, then exit 0); a second signal exits at once."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = 0
@@ -241,8 +243,16 @@ async def _run(loaded: documents.Loaded, options: runtime.Options) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    rt = runtime.Runtime(options=options)
     try:
+        yield stop
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def _run(loaded: documents.Loaded, options: runtime.Options) -> int:
+    rt = runtime.Runtime(options=options)
+    with _stop_on_signals() as stop:
         async with contextlib.AsyncExitStack() as stack:
             try:
                 await rt.start(stack, gateways=loaded.gateways, sensors=loaded.sensors)
@@ -258,9 +268,6 @@ async def _run(loaded: documents.Loaded, options: runtime.Options) -> int:
                 ready["ready"],
             )
             await stop.wait()
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
     log.info("stopped")
     return 0
 
@@ -351,26 +358,8 @@ def _controller(args: argparse.Namespace) -> int:
 
 
 async def _run_controller(options: controller_running.Options) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = 0
-
-    def on_signal(signum: int) -> None:
-        nonlocal signals
-        signals += 1
-        if signals > 1:
-            log.warning("second signal: exiting without draining")
-            os._exit(1)
-        log.info("%s received: stopping intake and draining", signal.Signals(signum).name)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
+    with _stop_on_signals() as stop:
         return await controller_running.run(options, stop=stop)
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
 
 
 if __name__ == "__main__":
