@@ -28,28 +28,16 @@ from typing import Any
 
 import aiohttp
 import orjson
-import pydantic
 
-from sensors import conditions, filters, limiting, transforms
+from sensors import conditions, executing, filters, limiting, transforms
 from sensors import manifest as sensor_manifest
 from triggers import base as triggers_base
-from triggers import parameters as trigger_parameters
-from tripwire import backoff, errors, events, manifests, metrics, schedules, secrets
+from tripwire import errors, events, metrics, schedules, secrets
 from tripwire.bus import base as bus_base
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def _extra(firing: triggers_base.Firing) -> dict[str, Any]:
-    """Log fields of a firing (built only when a line is actually logged)."""
-    return {
-        "sensor": firing.sensor,
-        "trigger": firing.trigger,
-        "trigger_key": firing.key,
-        "event_ids": [e.id for e in firing.events.values()],
-    }
 
 
 def trigger_key(*, sensor: str, trigger: str, contributing: dict[str, events.Event]) -> str:
@@ -80,24 +68,15 @@ class _Dependency:
     rejected: int = 0
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Target:
-    """A trigger (or its dlqTrigger) as built from its manifest block."""
-
-    spec: sensor_manifest.DlqTriggerBase
-    impl: triggers_base.Trigger
-    context: triggers_base.TriggerContext
-
-
 @dataclasses.dataclass(slots=True)
 class _Trigger:
     sensor: str
     name: str
     spec: sensor_manifest.TriggerBase
-    main: _Target
+    main: executing.Target
     condition: conditions.Condition
     dependencies: frozenset[str]
-    dlq: _Target | None = None
+    dlq: executing.Target | None = None
     limiter: limiting.SlidingWindowLimiter | None = None
     # Dependencies with a maxAge, in seconds; and the conditionsReset schedules.
     max_ages: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -200,10 +179,20 @@ class SensorRunner:
         max_ages = {d.name: d.max_age for d in spec.dependencies if d.max_age is not None}
         for trigger_spec in spec.triggers:
             template = trigger_spec.template
-            main = await self._target(stack, trigger_spec, name=template.name)
+            context = triggers_base.TriggerContext(
+                sensor=self.name,
+                trigger=template.name,
+                session=self._session,
+                secrets=self._resolver,
+                policy=trigger_spec.policy,
+                kube=self._kube,
+                namespace=self._namespace,
+            )
+            main = await executing.build(stack, trigger_spec, context=context)
             dlq = None
             if trigger_spec.dlq_trigger is not None:
-                dlq = await self._target(stack, trigger_spec.dlq_trigger, name=template.name)
+                dlq_context = dataclasses.replace(context, policy=trigger_spec.dlq_trigger.policy)
+                dlq = await executing.build(stack, trigger_spec.dlq_trigger, context=dlq_context)
             condition = conditions.compile(template.conditions, names=names)
             limit = trigger_spec.rate_limit
             trig = _Trigger(
@@ -240,27 +229,6 @@ class SensorRunner:
             if trig.resets:
                 self._spawn(self._reset_loop(trig), f"sensor-{self.name}-{trig.name}-reset")
         self.ready.set()
-
-    async def _target(
-        self,
-        stack: contextlib.AsyncExitStack,
-        spec: sensor_manifest.DlqTriggerBase,
-        *,
-        name: str,
-    ) -> _Target:
-        kind, kind_spec = spec.template.kind()
-        context = triggers_base.TriggerContext(
-            sensor=self.name,
-            trigger=name,
-            session=self._session,
-            secrets=self._resolver,
-            policy=spec.policy,
-            kube=self._kube,
-            namespace=self._namespace,
-        )
-        impl = triggers_base.load(kind)(spec=kind_spec, context=context)
-        await impl.start(stack)
-        return _Target(spec=spec, impl=impl, context=context)
 
     async def _restore(self) -> None:
         """Reload partial condition state and re-run firings a crash interrupted."""
@@ -490,7 +458,9 @@ class SensorRunner:
         started = time.monotonic()
         if trig.limiter is not None:
             await trig.limiter.acquire()
-        failure = await self._attempts(trig, trig.main, firing)
+        failure = await executing.attempts(
+            trig.main, firing, sleep=self._sleep, retried=trig.retried
+        )
         if failure is None:
             trig.fired.inc()
             self.fired_total += 1
@@ -499,76 +469,28 @@ class SensorRunner:
             newest = max(e.time for e in firing.events.values())
             trig.event_to_fire.observe(max(0.0, time.time() - newest.timestamp()))
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("trigger fired", extra=_extra(firing))
+                log.debug("trigger fired", extra=executing.log_fields(firing))
             return
         trig.failed.inc()
         self.failed_total += 1
-        log.error("trigger failed: %s", failure, extra=_extra(firing))
+        log.error("trigger failed: %s", failure, extra=executing.log_fields(firing))
         if trig.dlq is None:
             return
         # Its own key: the DLQ target may dedupe too, and must not confuse the two effects.
         dlq_firing = dataclasses.replace(
             firing, key=hashlib.sha256(f"{firing.key}/dlq".encode()).hexdigest()[:32]
         )
-        dlq_failure = await self._attempts(trig, trig.dlq, dlq_firing)
+        dlq_failure = await executing.attempts(
+            trig.dlq, dlq_firing, sleep=self._sleep, retried=trig.retried
+        )
         if dlq_failure is None:
-            log.warning("trigger failed; sent to its dlqTrigger", extra=_extra(dlq_firing))
-        else:
-            log.error("dlqTrigger failed too: %s", dlq_failure, extra=_extra(dlq_firing))
-
-    async def _attempts(
-        self, trig: _Trigger, target: _Target, firing: triggers_base.Firing
-    ) -> BaseException | None:
-        """Attempts per the target's retryStrategy: None on success, else the last error."""
-        retry = target.spec.retry_strategy
-        waits = backoff.delays(duration=retry.duration, factor=retry.factor, jitter=retry.jitter)
-        for attempt in range(1, retry.steps + 1):
-            try:
-                await self._fire_once(target, firing)
-            except errors.TemporaryTriggerError as exc:
-                if attempt == retry.steps:
-                    return exc
-                delay = max(next(waits), exc.delay or 0.0)
-                trig.retried.inc()
-                log.warning(
-                    "trigger attempt %d/%d failed, retrying in %.2fs: %s",
-                    attempt, retry.steps, delay, exc, extra=_extra(firing),
-                )  # fmt: skip
-                await self._sleep(delay)
-            except errors.TriggerError as exc:
-                return exc
-            except Exception as exc:
-                # A bug in a trigger kind must not take the sensor down with it.
-                log.exception("trigger raised unexpectedly", extra=_extra(firing))
-                return exc
-            else:
-                return None
-        raise AssertionError("retryStrategy.steps is at least 1")
-
-    async def _fire_once(self, target: _Target, firing: triggers_base.Firing) -> None:
-        """One attempt. Trigger-level `parameters` (Argo: applied to the template before the
-        trigger is built) give a trigger of their own for this firing, validated again."""
-        params = target.spec.parameters
-        if not params:
-            await target.impl.fire(firing)
-            return
-        template = target.spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
-        edited = trigger_parameters.apply_to_template(params, firing.events, template)
-        try:
-            rebuilt = sensor_manifest.template_model().model_validate(edited)
-        except pydantic.ValidationError as exc:
-            problems = "; ".join(
-                f"{manifests.format_loc(e['loc'])}: {e['msg']}"
-                for e in exc.errors(include_url=False)
+            log.warning(
+                "trigger failed; sent to its dlqTrigger", extra=executing.log_fields(dlq_firing)
             )
-            raise errors.PermanentTriggerError(
-                f"trigger {firing.trigger}: parameters made the template invalid: {problems}"
-            ) from None
-        kind, kind_spec = rebuilt.kind()
-        impl = triggers_base.load(kind)(spec=kind_spec, context=target.context)
-        async with contextlib.AsyncExitStack() as stack:
-            await impl.start(stack)
-            await impl.fire(firing)
+        else:
+            log.error(
+                "dlqTrigger failed too: %s", dlq_failure, extra=executing.log_fields(dlq_firing)
+            )
 
     # -- condition state over time ----------------------------------------------------------
     def _expire(self, trig: _Trigger, changes: dict[str, bytes | None]) -> None:
