@@ -36,6 +36,8 @@ KINDS: dict[str, str] = {
     "webhook": "gateways.webhook:WebhookSource",
     "calendar": "gateways.calendar:CalendarSource",
     "resource": "gateways.resource:ResourceSource",
+    "s3": "gateways.s3:S3Source",
+    "minio": "gateways.s3:S3Source",  # Argo Events' name for the same source
 }
 
 

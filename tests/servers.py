@@ -174,6 +174,12 @@ def s3() -> S3Endpoint:
 
 
 @pytest.fixture(scope="session")
+def sqs_url() -> str:
+    """http://127.0.0.1:PORT of ElasticMQ (SQS query and JSON protocols; any credentials)."""
+    return _url_fixture("elasticmq", "TRIPWIRE_SQS_URL")
+
+
+@pytest.fixture(scope="session")
 def kube() -> KubeEndpoint:
     keys = ("KUBECONFIG", "TRIPWIRE_KUBECTL", "TRIPWIRE_KUBE_SERVER", "TRIPWIRE_KUBE_TOKEN")
     values = service_env("k8s", *keys, "TRIPWIRE_KUBE_CA")

@@ -10,8 +10,11 @@ Kinds of location are dispatched through `_RESOLVERS` (field name -> coroutine),
 if-chain. `configmap` reads one key of a ConfigMap through the process's Kubernetes client
 (`resolve(..., kube=client)`; without a client it fails with a clear "needs ..." error). It is
 read on every firing, not cached: one GET is cheap next to the create that follows, and an
-edited template applies at once. `s3` is declared (so manifests validate and the CRD schema is
-right) but fails with a "needs ..." error until its issue lands.
+edited template applies at once. `s3` (Argo's `S3Artifact`: `bucket {name, key}`, `endpoint`,
+`region`, `insecure`, `accessKey`/`secretKey`) GETs the object path-style, signed with
+botocore's SigV4 (the `s3` extra), through the same size and time limits as `url`; it is read on
+every firing too. Its credentials are env or file references, or a Kubernetes Secret read with
+the process's client (then `kube` is needed).
 
 Failures follow the trigger error tree: what retrying can fix (5xx, timeouts, refused
 connections) is a `TemporaryTriggerError`; everything else (4xx, bad YAML, too large, missing
@@ -22,19 +25,22 @@ file, unverifiable certificate) is a `PermanentTriggerError`. Every message star
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import dataclasses
 import functools
 import pathlib
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
 import pydantic
 import yaml
+import yarl
 
-from tripwire import errors, manifests
+from tripwire import errors, manifests, secrets
 from tripwire.kube import client as kube_client
 
 DEFAULT_MAX_BYTES = 1 << 20
@@ -81,12 +87,50 @@ class ConfigMapKeySelector(manifests.Model):
     optional: bool | None = None
 
 
+class S3ObjectRef(manifests.Model):
+    """Argo Events' `S3Bucket` as a template location: the bucket and the object's key."""
+
+    name: str = pydantic.Field(min_length=3, max_length=63)
+    key: str = pydantic.Field(min_length=1, max_length=1024)
+
+
+class S3Artifact(manifests.Model):
+    """An object in an S3-compatible store (Argo Events' `S3Artifact`, fields for templates)."""
+
+    bucket: S3ObjectRef
+    endpoint: str | None = pydantic.Field(
+        default=None,
+        description="host:port (https, or http with insecure), or a URL whose scheme wins."
+        " Default: AWS, s3.<region>.amazonaws.com.",
+    )
+    region: str = pydantic.Field(default="us-east-1", min_length=1)
+    insecure: bool = False
+    access_key: secrets.SecretRef | None = None
+    secret_key: secrets.SecretRef | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _both_keys(self) -> S3Artifact:
+        if (self.access_key is None) != (self.secret_key is None):
+            raise ValueError("set both accessKey and secretKey, or neither")
+        return self
+
+    def url(self) -> str:
+        """The object's path-style URL, encoded as it is signed and sent."""
+        if self.endpoint is None:
+            base = f"https://s3.{self.region}.amazonaws.com"
+        elif "://" in self.endpoint:
+            base = self.endpoint.rstrip("/")
+        else:
+            base = f"{'http' if self.insecure else 'https'}://{self.endpoint.rstrip('/')}"
+        bucket = urllib.parse.quote(self.bucket.name, safe="")
+        return f"{base}/{bucket}/{urllib.parse.quote(self.bucket.key, safe='/')}"
+
+
 class ArtifactLocation(manifests.Model):
     """Exactly one of the locations (Argo Events `ArtifactLocation`).
 
     `resource` is an object written in the manifest, or YAML/JSON text; `inline` is Argo's
-    name for the text form and is accepted so ported manifests keep working. `s3` keeps Argo's
-    shape as an open mapping until the S3 issue models it.
+    name for the text form and is accepted so ported manifests keep working.
     """
 
     resource: dict[str, Any] | str | None = None
@@ -94,7 +138,7 @@ class ArtifactLocation(manifests.Model):
     file: FileArtifact | None = None
     url: URLArtifact | None = None
     configmap: ConfigMapKeySelector | None = None
-    s3: dict[str, Any] | None = None
+    s3: S3Artifact | None = None
 
     @pydantic.model_validator(mode="after")
     def _exactly_one(self) -> ArtifactLocation:
@@ -118,10 +162,7 @@ class ArtifactLocation(manifests.Model):
             where = f"{cm.namespace}/{cm.name}" if cm.namespace else cm.name
             return f"configmap {where} key {cm.key}"
         if self.s3 is not None:
-            bucket = self.s3.get("bucket")
-            name = bucket.get("name") if isinstance(bucket, dict) else None
-            key = bucket.get("key") if isinstance(bucket, dict) else None
-            return f"s3 {name}/{key}" if name else "s3"
+            return f"s3 {self.s3.bucket.name}/{self.s3.bucket.key}"
         return "inline resource"
 
 
@@ -324,11 +365,19 @@ async def _url(
 
 
 async def _fetch(
-    url: str, *, verify: bool, session: aiohttp.ClientSession, limits: Limits
+    url: str,
+    *,
+    verify: bool,
+    session: aiohttp.ClientSession,
+    limits: Limits,
+    headers: Mapping[str, str] | None = None,
+    encoded: bool = False,
 ) -> bytes:
+    """GET `url` within `limits`; `encoded`: send the URL exactly as written (signed URLs)."""
     timeout = aiohttp.ClientTimeout(total=limits.timeout)
+    target = yarl.URL(url, encoded=True) if encoded else url
     try:
-        async with session.get(url, timeout=timeout, ssl=verify) as response:
+        async with session.get(target, timeout=timeout, ssl=verify, headers=headers) as response:
             if response.status >= 300:
                 excerpt = (await response.content.read(_EXCERPT)).decode("utf-8", "replace")
                 message = f"template {url}: HTTP {response.status} {response.reason or ''}"
@@ -413,19 +462,64 @@ async def _configmap(
     return parse(text, where=where)
 
 
-def _not_yet(needs: str) -> _Resolver:
-    async def unsupported(
-        location: ArtifactLocation,
-        *,
-        session: aiohttp.ClientSession,
-        limits: Limits,
-        cache: UrlCache | None,
-        kube: kube_client.Client | None,
-        namespace: str | None,
-    ) -> Any:
-        raise errors.PermanentTriggerError(f"template {location.describe()}: {needs}")
+async def _s3(
+    location: ArtifactLocation,
+    *,
+    session: aiohttp.ClientSession,
+    limits: Limits,
+    cache: UrlCache | None,
+    kube: kube_client.Client | None,
+    namespace: str | None,
+) -> Any:
+    assert location.s3 is not None
+    artifact, where = location.s3, location.describe()
+    try:
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+    except ImportError:
+        raise errors.PermanentTriggerError(
+            f"template {where}: s3 sources need botocore: pip install tripwire[s3]"
+        ) from None
+    url = artifact.url()
+    request = AWSRequest(method="GET", url=url)
+    if artifact.access_key is not None and artifact.secret_key is not None:
+        access = await _secret(artifact.access_key, where=where, kube=kube, namespace=namespace)
+        secret = await _secret(artifact.secret_key, where=where, kube=kube, namespace=namespace)
+        S3SigV4Auth(Credentials(access, secret), "s3", artifact.region).add_auth(request)
+    raw = await _fetch(
+        url,
+        verify=True,
+        session=session,
+        limits=limits,
+        headers=dict(request.headers.items()),
+        encoded=True,
+    )
+    return parse(_decode(raw, where=where), where=where)
 
-    return unsupported
+
+async def _secret(
+    ref: secrets.SecretRef, *, where: str, kube: kube_client.Client | None, namespace: str | None
+) -> str:
+    """A credential: env and file here, a Secret's key through the Kubernetes client."""
+    try:
+        if ref.name is None:
+            return await secrets.LocalResolver().resolve(ref)
+        if kube is None:
+            raise errors.SecretError(f"{ref.describe()} needs the Kubernetes API client")
+        ns = namespace or kube.config.namespace
+        resource = await kube.resource("v1", "Secret")
+        found = await kube.get(resource, ref.name, namespace=ns)
+        value = (found.get("data") or {}).get(ref.key)
+        if not isinstance(value, str):
+            raise errors.SecretError(f"{ref.describe()} has no such key")
+        return base64.b64decode(value).decode()
+    except errors.SecretError as exc:
+        raise errors.PermanentTriggerError(f"template {where}: {exc}") from None
+    except kube_client.KubeError as exc:
+        raise errors.TemporaryTriggerError(
+            f"template {where}: cannot read {ref.describe()}: {exc}"
+        ) from None
 
 
 # Field name -> resolver; also the order in which `ArtifactLocation` lists the choices.
@@ -435,7 +529,7 @@ _RESOLVERS: dict[str, _Resolver] = {
     "file": _file,
     "url": _url,
     "configmap": _configmap,
-    "s3": _not_yet("s3 sources need the S3 client (not implemented yet)"),
+    "s3": _s3,
 }
 
 
@@ -444,6 +538,8 @@ __all__ = [
     "ConfigMapKeySelector",
     "FileArtifact",
     "Limits",
+    "S3Artifact",
+    "S3ObjectRef",
     "URLArtifact",
     "UrlCache",
     "parse",

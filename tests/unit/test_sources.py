@@ -238,7 +238,16 @@ async def test_file_directory(session: aiohttp.ClientSession, tmp_path: pathlib.
     ("fields", "needs"),
     [
         ({"configmap": {"name": "tpl", "key": "wf.yaml"}}, "configmap tpl key wf.yaml: configmap"),
-        ({"s3": {"bucket": {"name": "b", "key": "k.yaml"}}}, "s3 b/k.yaml: s3 sources need"),
+        (
+            {
+                "s3": {
+                    "bucket": {"name": "bkt", "key": "k.yaml"},
+                    "accessKey": {"name": "creds", "key": "id"},
+                    "secretKey": {"name": "creds", "key": "secret"},
+                }
+            },
+            "s3 bkt/k.yaml: Secret creds key id needs the Kubernetes API client",
+        ),
     ],
 )
 async def test_not_yet_supported(

@@ -2,8 +2,8 @@
 
 Each test exercises the feature Tripwire depends on (a Kubernetes watch on a custom resource,
 MinIO bucket notifications, JetStream acks, Kafka consumer groups, Redis consumer groups, AMQP
-and MQTT QoS 1 delivery) with the same client library the gateways use, and removes what it
-created. If one fails, the harness is broken, not Tripwire.
+and MQTT QoS 1 delivery, SQS receive and delete) with the same client library the gateways use,
+and removes what it created. If one fails, the harness is broken, not Tripwire.
 """
 
 from __future__ import annotations
@@ -213,6 +213,43 @@ async def test_minio_put_arrives_through_listen_bucket_notification(
         for obj in listing.get("Contents", []):
             await asyncio.to_thread(client.delete_object, Bucket=unique_name, Key=obj["Key"])
         await asyncio.to_thread(client.delete_bucket, Bucket=unique_name)
+        client.close()
+
+
+@pytest.mark.sqs
+async def test_sqs_send_receive_delete(sqs_url: str, unique_name: str) -> None:
+    import boto3
+
+    client: Any = boto3.client(
+        "sqs",
+        endpoint_url=sqs_url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    queue = (await asyncio.to_thread(client.create_queue, QueueName=unique_name))["QueueUrl"]
+    try:
+        await asyncio.to_thread(client.send_message, QueueUrl=queue, MessageBody="hello")
+        reply = await asyncio.to_thread(
+            client.receive_message, QueueUrl=queue, MaxNumberOfMessages=1, WaitTimeSeconds=5
+        )
+        [message] = reply["Messages"]
+        assert message["Body"] == "hello"
+        # Received, not deleted: invisible, not gone (the sqs gateway deletes after publish).
+        attrs = await asyncio.to_thread(
+            client.get_queue_attributes, QueueUrl=queue, AttributeNames=["All"]
+        )
+        assert attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+        await asyncio.to_thread(
+            client.delete_message, QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"]
+        )
+        attrs = await asyncio.to_thread(
+            client.get_queue_attributes, QueueUrl=queue, AttributeNames=["All"]
+        )
+        assert attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0"
+        assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "0"
+    finally:
+        await asyncio.to_thread(client.delete_queue, QueueUrl=queue)
         client.close()
 
 
