@@ -31,7 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from bench.s3_notify import client_of, empty_bucket
+import s3_notify  # bench/ is on sys.path: these scripts run as `python bench/x.py`
+
 from gateways import base
 from gateways import s3 as s3_gateway
 from tests import servers
@@ -58,7 +59,7 @@ def fill(client: Any, bucket: str, n: int, *, workers: int) -> None:
 
 async def run(n: int, scans: int, keep: str | None) -> int:
     env = servers.read_env(servers.env_file())
-    client = client_of(env, pool=64)
+    client = s3_notify.client_of(env, pool=64)
     bucket = keep or "bench-" + secrets.token_hex(4)
     existing = 0
     if keep:
@@ -133,7 +134,7 @@ async def run(n: int, scans: int, keep: str | None) -> int:
                     status = 3
     finally:
         if not keep:
-            await asyncio.to_thread(empty_bucket, client, bucket)
+            await asyncio.to_thread(s3_notify.empty_bucket, client, bucket)
         client.close()
     return status
 
