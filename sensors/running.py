@@ -158,7 +158,6 @@ class SensorRunner:
         self._consumed: dict[str, str] = {}  # event id -> trigger key of its open firing record
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscription: bus_base.Subscription | None = None
-        self._consumer_task: asyncio.Task[None] | None = None
         self.rejections: collections.deque[RejectedEvent] = collections.deque(maxlen=50)
         self.ready = asyncio.Event()
 
@@ -220,11 +219,12 @@ class SensorRunner:
         await self._restore()
         prefix = self._bus.prefix
         subjects = [bus_base.subject(prefix=prefix, gateway=gw, event=ev) for gw, ev in self._index]
+        # Pushed, not pulled: the decision path is synchronous, so the bus calls it directly
+        # (a bug in it is logged by the bus and leaves the message for redelivery).
         self._subscription = await self._bus.subscribe(
-            consumer=f"sensor-{self.name}", subjects=subjects
+            consumer=f"sensor-{self.name}", subjects=subjects, handler=self._handle
         )
         stack.push_async_callback(self._stop)
-        self._consumer_task = asyncio.create_task(self._consume(), name=f"sensor-{self.name}")
         for trig in self._triggers:
             if trig.resets:
                 self._spawn(self._reset_loop(trig), f"sensor-{self.name}-{trig.name}-reset")
@@ -267,8 +267,6 @@ class SensorRunner:
         """
         if self._subscription is not None:
             await self._subscription.close()
-        if self._consumer_task is not None:
-            await self._consumer_task
         if self._tasks:
             _, still = await asyncio.wait(set(self._tasks), timeout=self._grace)
             for task in still:
@@ -277,15 +275,6 @@ class SensorRunner:
                 await asyncio.wait(still)
 
     # -- the decision path ------------------------------------------------------------------
-    async def _consume(self) -> None:
-        assert self._subscription is not None
-        async for msg in self._subscription:
-            try:
-                self._handle(msg)
-            except Exception:
-                # A bug must not stop the sensor; the message is left for redelivery.
-                log.exception("sensor %s failed on event %s", self.name, msg.event.id)
-
     def _handle(self, msg: bus_base.Message) -> None:
         event = msg.event
         open_key = self._consumed.get(event.id)

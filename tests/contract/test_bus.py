@@ -256,3 +256,44 @@ def _set_page_limit(bus: embedded.EmbeddedBus, pages: int) -> Awaitable[None]:
 
     executor = bus._executor
     return asyncio.get_running_loop().run_in_executor(executor, apply)
+
+
+async def test_a_handler_gets_every_message_pushed_in_order(open_bus: OpenBus, kind: str) -> None:
+    got: list[base.Message] = []
+    async with open_bus(max_pending=4) as bus:
+        sub = await bus.subscribe(consumer="push", subjects=[_subject()], handler=got.append)
+        for n in range(10):
+            await bus.publish(_event(n))
+        await asyncio.sleep(0.05)
+        # At most max_pending unacked at once on the durable bus; acks let the rest through.
+        while len(got) < 10:
+            for msg in got:
+                await msg.ack()
+            await asyncio.sleep(0.01)
+        assert [m.event.data["n"] for m in got] == list(range(10))
+        for msg in got:
+            await msg.ack()
+        await got[0].nak(delay=0)  # acked already: nothing happens
+        assert len(got) == 10
+        with pytest.raises(TypeError, match="pushes to its handler"):
+            async for _ in sub:
+                pass
+
+
+async def test_a_handler_gets_unacked_messages_again_after_restart(
+    open_bus: OpenBus, kind: str
+) -> None:
+    if kind != "sqlite":
+        pytest.skip("an in-memory bus forgets everything when the process ends, by design")
+    first: list[base.Message] = []
+    async with open_bus() as bus:
+        await bus.subscribe(consumer="push", subjects=[_subject()], handler=first.append)
+        for n in range(3):
+            await bus.publish(_event(n))
+        await asyncio.sleep(0.05)
+        await first[1].ack()
+    again: list[base.Message] = []
+    async with open_bus() as bus:
+        await bus.subscribe(consumer="push", subjects=[_subject()], handler=again.append)
+        await asyncio.sleep(0.05)
+        assert [(m.event.data["n"], m.deliveries > 1) for m in again] == [(0, True), (2, True)]

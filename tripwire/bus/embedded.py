@@ -92,11 +92,18 @@ class _Consumer:
     """
 
     def __init__(
-        self, bus: EmbeddedBus, *, name: str, subjects: frozenset[str], cursor: int | None
+        self,
+        bus: EmbeddedBus,
+        *,
+        name: str,
+        subjects: frozenset[str],
+        cursor: int | None,
+        handler: base.Handler | None = None,
     ) -> None:
         self.bus = bus
         self.name = name
         self.subjects = subjects
+        self.handler = handler
         self.saved_cursor = cursor
         self.delivered_upto = cursor or 0
         self.pending: dict[int, _Message] = {}
@@ -120,8 +127,18 @@ class _Consumer:
         self.bus.dirty.add(self)
         msg = _Message(self, seq, event, deliveries)
         self.pending[seq] = msg
-        self.queue.put_nowait(msg)
+        self.deliver(msg)
         return True
+
+    def deliver(self, msg: _Message) -> None:
+        if self.handler is None:
+            self.queue.put_nowait(msg)
+            return
+        try:
+            self.handler(msg)
+        except Exception:
+            # The message stays pending: it is delivered again when the consumer restarts.
+            log.exception("consumer %s failed on event %s", self.name, msg.event.id)
 
     def ack(self, seq: int) -> None:
         if self.pending.pop(seq, None) is None:
@@ -139,14 +156,14 @@ class _Consumer:
         again = _Message(self, msg.seq, msg.event, msg.deliveries + 1)
         self.pending[msg.seq] = again  # same key: keeps its place, so the cursor stays correct
         if delay <= 0:
-            self.queue.put_nowait(again)
+            self.deliver(again)
             return
         handle: asyncio.TimerHandle
 
         def redeliver() -> None:
             self.timers.discard(handle)
-            if not self.closed:
-                self.queue.put_nowait(again)
+            if not self.closed and self.pending.get(again.seq) is again:
+                self.deliver(again)
 
         handle = asyncio.get_running_loop().call_later(delay, redeliver)
         self.timers.add(handle)
@@ -165,6 +182,8 @@ class _Consumer:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[base.Message]:
+        if self.handler is not None:
+            raise TypeError(f"consumer {self.name!r} pushes to its handler; it is not iterable")
         while True:
             msg = await self.queue.get()
             if msg is None:
@@ -356,7 +375,13 @@ class EmbeddedBus:
             consumer.offer(seq, event, live=True)
 
     # -- consumers --------------------------------------------------------------------------
-    async def subscribe(self, *, consumer: str, subjects: Collection[str]) -> base.Subscription:
+    async def subscribe(
+        self,
+        *,
+        consumer: str,
+        subjects: Collection[str],
+        handler: base.Handler | None = None,
+    ) -> base.Subscription:
         if consumer in self._consumers:
             raise errors.BusError(f"consumer {consumer!r} is already subscribed")
         cursor: int | None = None
@@ -366,7 +391,9 @@ class EmbeddedBus:
             ).fetchone()
             if row is not None:
                 cursor = row[0]
-        state = _Consumer(self, name=consumer, subjects=frozenset(subjects), cursor=cursor)
+        state = _Consumer(
+            self, name=consumer, subjects=frozenset(subjects), cursor=cursor, handler=handler
+        )
         if cursor is None:
             # A new consumer starts at the end of the journal (JetStream DeliverNew).
             state.delivered_upto = self._last_seq
