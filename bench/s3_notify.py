@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from gateways import base
+from gateways import base, s3_records
 from gateways import s3 as s3_gateway
 from tests import servers
 from tripwire import events
@@ -90,7 +90,7 @@ async def run(n: int, concurrency: int) -> int:
 
                 async def dispatch(event: events.Event) -> None:
                     await bus.publish(event)
-                    key = s3_gateway.decode_key(
+                    key = s3_records.decode_key(
                         event.data["notification"][0]["s3"]["object"]["key"]
                     )
                     arrived.setdefault(key, time.perf_counter())

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateways import base
+from gateways import base, s3_records
 from gateways import s3 as s3_gateway
 from tests import servers
 from triggers import sources
@@ -108,7 +108,7 @@ def credentials_in_env(s3: servers.S3Endpoint, monkeypatch: pytest.MonkeyPatch) 
 
 
 def key_of(event: events.Event) -> str:
-    return s3_gateway.decode_key(event.data["notification"][0]["s3"]["object"]["key"])
+    return s3_records.decode_key(event.data["notification"][0]["s3"]["object"]["key"])
 
 
 @dataclasses.dataclass

@@ -8,7 +8,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from gateways import base
+from gateways import base, s3_listing, s3_records
 from gateways import s3 as s3_gateway
 from triggers import parameters, sources
 from tripwire import documents, events
@@ -70,9 +70,9 @@ def test_invalid_specs(fields: dict[str, Any], message: str) -> None:
 
 def test_name_matching() -> None:
     wanted = frozenset({"s3:ObjectCreated:*", "s3:ObjectRemoved:Delete"})
-    assert s3_gateway.name_matches("s3:ObjectCreated:CompleteMultipartUpload", wanted)
-    assert s3_gateway.name_matches("s3:ObjectRemoved:Delete", wanted)
-    assert not s3_gateway.name_matches("s3:ObjectRemoved:DeleteMarkerCreated", wanted)
+    assert s3_records.name_matches("s3:ObjectCreated:CompleteMultipartUpload", wanted)
+    assert s3_records.name_matches("s3:ObjectRemoved:Delete", wanted)
+    assert not s3_records.name_matches("s3:ObjectRemoved:DeleteMarkerCreated", wanted)
 
 
 def test_reconciling_needs_all_creations() -> None:
@@ -92,7 +92,7 @@ def test_example_passes_the_object_key_to_the_workflow() -> None:
     [gateway], [sensor] = loaded.gateways, loaded.sensors
     [(kind, name, entry)] = gateway.spec.entries()
     assert (kind, name, type(entry)) == ("minio", "raw-csv", s3_gateway.S3Spec)
-    record = s3_gateway.created_record(
+    record = s3_records.created_record(
         bucket="incoming", key="raw/day-1.csv", size=1, etag="e", modified_ms=0, region="x"
     )
     event = events.Event(
@@ -112,7 +112,7 @@ def test_example_passes_the_object_key_to_the_workflow() -> None:
 
 
 def test_created_record_has_the_s3_shape() -> None:
-    record = s3_gateway.created_record(
+    record = s3_records.created_record(
         bucket="data",
         key="raw/a b+c.csv",
         size=3,
@@ -129,7 +129,7 @@ def test_created_record_has_the_s3_shape() -> None:
         "sequencer": f"{1_700_000_000_123 * 1_000_000:016X}",
     }
     assert record["s3"]["bucket"]["arn"] == "arn:aws:s3:::data"
-    observed = s3_gateway.observe(record, encoded=True)
+    observed = s3_records.observe(record, encoded=True)
     assert observed is not None
     assert observed.key == "raw/a b+c.csv"
 
@@ -140,7 +140,7 @@ def test_observe_normalizes_keys_and_names() -> None:
         "eventTime": "2024-05-01T12:00:00.000Z",
         "s3": {"bucket": {"name": "data"}, "object": {"key": "raw/a+b.csv", "eTag": '"e1"'}},
     }
-    observed = s3_gateway.observe(aws, encoded=True)
+    observed = s3_records.observe(aws, encoded=True)
     assert observed is not None
     assert (observed.name, observed.key, observed.etag) == (
         "s3:ObjectCreated:Put",
@@ -151,12 +151,12 @@ def test_observe_normalizes_keys_and_names() -> None:
         "eventName": "s3:ObjectRemoved:Delete",
         "s3": {"bucket": {"name": "data"}, "object": {"key": "raw/a+b.csv", "sequencer": "17"}},
     }
-    removed = s3_gateway.observe(minio_stream, encoded=False)
+    removed = s3_records.observe(minio_stream, encoded=False)
     assert removed is not None
     assert removed.key == "raw/a+b.csv"
     assert removed.record["s3"]["object"]["key"] == "raw/a%2Bb.csv"
     assert (removed.created, removed.tag) == (False, "17")
-    assert s3_gateway.observe({"Event": "s3:TestEvent"}, encoded=True) is None
+    assert s3_records.observe({"Event": "s3:TestEvent"}, encoded=True) is None
 
 
 def test_event_ids_are_stable_and_distinct() -> None:
@@ -169,7 +169,7 @@ def test_event_ids_are_stable_and_distinct() -> None:
             "tag": "e",
             "family": "created",
         }
-        return s3_gateway.event_id(**{**fields, **overrides})
+        return s3_records.event_id(**{**fields, **overrides})
 
     assert ident() == ident()
     assert (
@@ -182,7 +182,7 @@ def test_event_ids_are_stable_and_distinct() -> None:
 
 
 def test_first_start_floor_hides_existing_objects() -> None:
-    ledger = s3_gateway.Ledger(overlap_ms=60_000)
+    ledger = s3_listing.Ledger(overlap_ms=60_000)
     assert ledger.threshold() is None
     ledger.start_at(1_000_000)
     threshold = ledger.threshold()
@@ -192,7 +192,7 @@ def test_first_start_floor_hides_existing_objects() -> None:
 
 
 def test_overlap_and_recent_set_give_exactly_once() -> None:
-    ledger = s3_gateway.Ledger(overlap_ms=60_000)
+    ledger = s3_listing.Ledger(overlap_ms=60_000)
     ledger.start_at(0)
     ledger.advance(1_000_000)
     threshold = ledger.threshold()
@@ -210,7 +210,7 @@ def test_overlap_and_recent_set_give_exactly_once() -> None:
 
 
 def test_watermark_never_moves_back_and_persists() -> None:
-    ledger = s3_gateway.Ledger(overlap_ms=1000)
+    ledger = s3_listing.Ledger(overlap_ms=1000)
     ledger.start_at(5000)
     ledger.remember("x", 5500)
     ledger.advance(4000)
@@ -218,13 +218,13 @@ def test_watermark_never_moves_back_and_persists() -> None:
     changes = ledger.take()
     assert changes["r/x"] == b"5500"
     assert ledger.take() == {}
-    restored = s3_gateway.Ledger(overlap_ms=1000)
+    restored = s3_listing.Ledger(overlap_ms=1000)
     restored.load([(k, v) for k, v in changes.items() if v is not None])
     assert (restored.watermark, restored.floor, restored.recent) == (5000, 5000, {"x": 5500})
 
 
 def test_load_drops_expired_entries() -> None:
-    ledger = s3_gateway.Ledger(overlap_ms=1000)
+    ledger = s3_listing.Ledger(overlap_ms=1000)
     ledger.load(
         [("mark", b'{"watermark": 10000, "floor": null}'), ("r/old", b"100"), ("r/new", b"9500")]
     )
