@@ -41,7 +41,6 @@ Trigger-level `parameters` (Argo `ApplyTemplateParameters`) edit the trigger tem
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -172,15 +171,14 @@ def apply(
     """A copy of `target` with every parameter applied in order; `target` is not changed.
 
     The template belongs to the (frozen, shared) manifest, so it is deep-copied once per
-    firing and then mutated in place by the sjson setters. Templates are small (a Workflow,
-    a request body), so one copy costs microseconds.
+    firing (`_json_copy`) and then mutated in place by the sjson setters.
 
     append/prepend: when `dest` holds nothing, the value is set. When both sides are arrays
     (a raw array value onto an array), they are concatenated as arrays. Otherwise, like Argo,
     both sides are joined as text — a string as is, anything else as compact JSON text, null
     as "" (gjson's `String()`) — and the result is a string.
     """
-    result = copy.deepcopy(target)
+    result = _json_copy(target)
     for param in params:
         value = resolve_value(param.src, events)
         if value is paths.MISSING:
@@ -195,6 +193,19 @@ def apply(
                 f"parameter dest {param.dest!r}: {exc.reason} in this template"
             ) from None
     return result
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars): what templates are.
+
+    Several times faster than `copy.deepcopy`, which pays for memo tables and arbitrary types
+    on every firing; scalars are immutable, so they are shared.
+    """
+    if isinstance(value, dict):
+        return {k: _json_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(v) for v in value]
+    return value
 
 
 def apply_to_template(
