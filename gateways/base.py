@@ -20,12 +20,12 @@ import dataclasses
 import functools
 import importlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, ClassVar, Protocol
 
 import pydantic
 
-from tripwire import events, secrets
+from tripwire import errors, events, metrics, secrets
 from tripwire.bus import base as bus_base
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,46 @@ class SourceKind(Protocol):
     spec_model: ClassVar[type[pydantic.BaseModel]]
 
     def __call__(self, *, spec: Any, context: SourceContext) -> Source: ...
+
+
+class DurableDispatch:
+    """Dispatch until the bus has the event, for sources that cannot leave their input
+    unacknowledged (a watch, a bucket listing, a notification stream): a `BusError` is
+    retried with backoff instead of dropping the change. Counts received, published and
+    failed attempts in the process metrics."""
+
+    def __init__(
+        self,
+        context: SourceContext,
+        *,
+        delays: Callable[[], Iterator[float]],
+        sleep: Callable[[float], Awaitable[None]],
+        where: str,
+    ) -> None:
+        labels = {"gateway": context.gateway, "event": context.name}
+        self._dispatch = context.dispatch
+        self._delays = delays
+        self._sleep = sleep
+        self._where = where
+        self._received = metrics.EVENTS_RECEIVED.labels(**labels)
+        self._published = metrics.EVENTS_PUBLISHED.labels(**labels)
+        self._failed = metrics.EVENTS_FAILED.labels(reason="bus_unavailable", **labels)
+
+    async def __call__(self, event: events.Event) -> None:
+        self._received.inc()
+        for attempt, delay in enumerate(self._delays(), start=1):
+            try:
+                await self._dispatch(event)
+            except errors.BusError as exc:
+                self._failed.inc()
+                log.warning(
+                    "%s: event %s not durable, attempt %d, again in %.1fs: %s",
+                    self._where, event.id, attempt, delay, exc,
+                )  # fmt: skip
+                await self._sleep(delay)
+                continue
+            self._published.inc()
+            return
 
 
 def start_loop(

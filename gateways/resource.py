@@ -55,7 +55,7 @@ import orjson
 import pydantic
 
 from gateways import base
-from tripwire import backoff, errors, events, manifests, metrics, paths
+from tripwire import backoff, errors, events, manifests, paths
 from tripwire.kube import client as kube_client
 from tripwire.kube import watching
 
@@ -366,10 +366,9 @@ class ResourceSource:
         self._where = f"resource {context.gateway}/{context.name}"
         self._task: asyncio.Task[None] | None = None
         self.reflector: watching.Reflector | None = None
-        labels = {"gateway": context.gateway, "event": context.name}
-        self._received = metrics.EVENTS_RECEIVED.labels(**labels)
-        self._published = metrics.EVENTS_PUBLISHED.labels(**labels)
-        self._failed = metrics.EVENTS_FAILED.labels(reason="bus_unavailable", **labels)
+        self._dispatch = base.DurableDispatch(
+            context, delays=self._retry_delays, sleep=self._sleep, where=self._where
+        )
 
     @property
     def spec(self) -> ResourceSpec:
@@ -520,27 +519,6 @@ class ResourceSource:
         }
         ident = event_id(gateway=self._context.gateway, name=self._context.name, change=change)
         return self._context.event(data, id=ident)
-
-    async def _dispatch(self, event: events.Event) -> None:
-        """Dispatch until durable: a watch cannot be acknowledged, so wait for the bus."""
-        self._received.inc()
-        for attempt, delay in enumerate(self._retry_delays(), start=1):
-            try:
-                await self._context.dispatch(event)
-            except errors.BusError as exc:
-                self._failed.inc()
-                log.warning(
-                    "%s: event %s not durable, attempt %d, again in %.1fs: %s",
-                    self._where,
-                    event.id,
-                    attempt,
-                    delay,
-                    exc,
-                )
-                await self._sleep(delay)
-                continue
-            self._published.inc()
-            return
 
 
 __all__ = [

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 from gateways import base, s3_listing, s3_records
-from tripwire import errors, events, metrics
+from tripwire import events
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,9 @@ class Reporter:
         self._retry_delays = retry_delays
         self._sleep = sleep
         self._inflight: set[str] = set()
-        labels = {"gateway": context.gateway, "event": context.name}
-        self._received = metrics.EVENTS_RECEIVED.labels(**labels)
-        self._published = metrics.EVENTS_PUBLISHED.labels(**labels)
-        self._failed = metrics.EVENTS_FAILED.labels(reason="bus_unavailable", **labels)
+        self._dispatch = base.DurableDispatch(
+            context, delays=self._retry_delays, sleep=self._sleep, where=self._where
+        )
 
     def event(self, observed: s3_records.Observed) -> events.Event:
         event = self._context.event(
@@ -79,27 +78,6 @@ class Reporter:
             if ident is not None:
                 self._inflight.discard(ident)
         return True
-
-    async def _dispatch(self, event: events.Event) -> None:
-        """Dispatch until durable: neither a listing nor a stream can be acknowledged."""
-        self._received.inc()
-        for attempt, delay in enumerate(self._retry_delays(), start=1):
-            try:
-                await self._context.dispatch(event)
-            except errors.BusError as exc:
-                self._failed.inc()
-                log.warning(
-                    "%s: event %s not durable, attempt %d, again in %.1fs: %s",
-                    self._where,
-                    event.id,
-                    attempt,
-                    delay,
-                    exc,
-                )
-                await self._sleep(delay)
-                continue
-            self._published.inc()
-            return
 
 
 __all__ = ["Reporter"]
