@@ -32,7 +32,7 @@ import orjson
 from sensors import conditions, executing, filters, limiting, transforms
 from sensors import manifest as sensor_manifest
 from triggers import base as triggers_base
-from tripwire import errors, events, metrics, schedules, secrets
+from tripwire import errors, events, httpclient, metrics, schedules, secrets
 from tripwire.bus import base as bus_base
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ class SensorRunner:
         bus: bus_base.Bus,
         session: aiohttp.ClientSession,
         resolver: secrets.Resolver,
+        http: httpclient.Client | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -138,6 +139,7 @@ class SensorRunner:
         self.sensor = sensor
         self._bus = bus
         self._session = session
+        self._http = http
         self._resolver = resolver
         self._sleep = sleep
         self._clock = clock
@@ -182,6 +184,7 @@ class SensorRunner:
                 sensor=self.name,
                 trigger=template.name,
                 session=self._session,
+                http=self._http,
                 secrets=self._resolver,
                 policy=trigger_spec.policy,
                 kube=self._kube,

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import aiohttp
 import pydantic
 
-from tripwire import events, secrets
+from tripwire import events, httpclient, secrets
 
 KINDS: dict[str, str] = {
     "log": "triggers.log:LogTrigger",
@@ -54,6 +54,8 @@ class TriggerContext:
     trigger: str
     session: aiohttp.ClientSession
     secrets: secrets.Resolver
+    # The process's pooled HTTP/1.1 client for the `http` trigger; None: the trigger makes its own.
+    http: httpclient.Client | None = None
     # The trigger-level `policy` block of the manifest (kinds read their own part of it).
     policy: Any = None
     # A started `tripwire.kube.client.Client` when the process talks to Kubernetes, else None.

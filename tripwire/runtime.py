@@ -34,7 +34,7 @@ from gateways import serving
 from sensors import manifest as sensor_manifest
 from sensors import running
 from triggers import base as triggers_base
-from tripwire import backoff, errors, events, metrics, secrets
+from tripwire import __version__, backoff, errors, events, httpclient, metrics, secrets
 from tripwire.bus import base as bus_base
 from tripwire.bus import embedded
 from tripwire.kube import client as kube_client
@@ -114,6 +114,7 @@ class Runtime:
         self.servers = servers or serving.Servers(shutdown_timeout=options.grace)
         self._owns_servers = servers is None
         self._session = session
+        self._http: httpclient.Client | None = None
         self.kube = kube
         self.gateways: dict[str, _Running] = {}
         self.sensors: dict[str, _Running] = {}
@@ -142,6 +143,9 @@ class Runtime:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             )
             stack.push_async_callback(self._session.close)
+        if self._http is None:
+            self._http = httpclient.Client(user_agent=f"tripwire/{__version__}")
+            stack.push_async_callback(self._http.close)
         if self.kube is None and (
             self.options.kubeconfig is not None or uses_kubernetes(gateways, sensors)
         ):
@@ -201,6 +205,7 @@ class Runtime:
             sensor=sensor,
             bus=self.bus,
             session=self.session,
+            http=self._http,
             resolver=self.resolver,
             grace=self.options.grace,
             kube=self.kube,

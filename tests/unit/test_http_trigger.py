@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from triggers import base, http, policies
-from tripwire import errors, events, secrets
+from tripwire import errors, events, httpclient, secrets
 
 
 @dataclasses.dataclass
@@ -80,10 +80,22 @@ async def server() -> AsyncIterator[Server]:
         await runner.cleanup()
 
 
+@dataclasses.dataclass(frozen=True)
+class Clients:
+    """What the runtime shares between triggers: an aiohttp session and the HTTP/1.1 client."""
+
+    session: aiohttp.ClientSession
+    http: httpclient.Client
+
+
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as shared:
-        yield shared
+async def clients() -> AsyncIterator[Clients]:
+    async with aiohttp.ClientSession() as session:
+        http_client = httpclient.Client()
+        try:
+            yield Clients(session, http_client)
+        finally:
+            await http_client.close()
 
 
 EVENT = events.Event(
@@ -97,13 +109,12 @@ EVENT = events.Event(
 FIRING = base.Firing(key="trigger-key-1", sensor="s", trigger="t", events={"pushed": EVENT})
 
 
-def _trigger(
-    spec: dict[str, Any], session: aiohttp.ClientSession, policy: Any = None
-) -> http.HttpTrigger:
+def _trigger(spec: dict[str, Any], clients: Clients, policy: Any = None) -> http.HttpTrigger:
     context = base.TriggerContext(
         sensor="s",
         trigger="t",
-        session=session,
+        session=clients.session,
+        http=clients.http,
         secrets=secrets.LocalResolver(),
         policy=policy,
     )
@@ -121,7 +132,7 @@ def _p(dest: str, **src: Any) -> dict[str, Any]:
 
 
 async def test_payload_headers_and_idempotency_key(
-    server: Server, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+    server: Server, clients: Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TW_TOKEN", "s3cr3t")
     monkeypatch.setenv("TW_USER", "bob")
@@ -138,7 +149,7 @@ async def test_payload_headers_and_idempotency_key(
         "secureHeaders": [{"name": "X-Token", "valueFrom": {"secretKeyRef": {"env": "TW_TOKEN"}}}],
         "basicAuth": {"username": {"env": "TW_USER"}, "password": {"env": "TW_PASS"}},
     }
-    outcome = await _fire(_trigger(spec, session))
+    outcome = await _fire(_trigger(spec, clients))
 
     assert outcome.status == 200
     assert outcome.body == "ok"
@@ -158,26 +169,20 @@ async def test_payload_headers_and_idempotency_key(
     assert got.headers["Authorization"] == "Basic " + base64.b64encode(b"bob:pw").decode()
 
 
-async def test_empty_payload_is_empty_object_and_method(
-    server: Server, session: aiohttp.ClientSession
-) -> None:
-    await _fire(_trigger({"url": f"{server.base}/x", "method": "put"}, session))
+async def test_empty_payload_is_empty_object_and_method(server: Server, clients: Clients) -> None:
+    await _fire(_trigger({"url": f"{server.base}/x", "method": "put"}, clients))
     [got] = server.requests
     assert (got.method, got.body) == ("PUT", {})
     assert got.headers["Content-Type"] == "application/json"
 
 
-async def test_idempotency_key_cannot_be_overridden(
-    server: Server, session: aiohttp.ClientSession
-) -> None:
+async def test_idempotency_key_cannot_be_overridden(server: Server, clients: Clients) -> None:
     spec = {"url": f"{server.base}/x", "headers": {"idempotency-key": "mine"}}
-    await _fire(_trigger(spec, session))
+    await _fire(_trigger(spec, clients))
     assert server.requests[0].headers["Idempotency-Key"] == "trigger-key-1"
 
 
-async def test_parameters_change_url_and_headers(
-    server: Server, session: aiohttp.ClientSession
-) -> None:
+async def test_parameters_change_url_and_headers(server: Server, clients: Clients) -> None:
     spec = {
         "url": f"{server.base}/default",
         "parameters": [
@@ -185,7 +190,7 @@ async def test_parameters_change_url_and_headers(
             _p("headers.X-Commit", dataKey="body.after"),
         ],
     }
-    trigger = _trigger(spec, session)
+    trigger = _trigger(spec, clients)
     outcome = await _fire(trigger)
     assert outcome.url == f"{server.base}/defaultmain"
     [got] = server.requests
@@ -193,12 +198,10 @@ async def test_parameters_change_url_and_headers(
     assert got.headers["X-Commit"] == "abc123"
 
 
-async def test_header_injection_is_permanent(
-    server: Server, session: aiohttp.ClientSession
-) -> None:
+async def test_header_injection_is_permanent(server: Server, clients: Clients) -> None:
     spec = {"url": f"{server.base}/x", "parameters": [_p("headers.X-Evil", value="a\r\nX-B: c")]}
     with pytest.raises(errors.PermanentTriggerError, match="invalid request"):
-        await _fire(_trigger(spec, session))
+        await _fire(_trigger(spec, clients))
     assert server.requests == []
 
 
@@ -206,18 +209,18 @@ def _append(param: dict[str, Any]) -> dict[str, Any]:
     return {**param, "operation": "append"}
 
 
-async def test_parameters_cannot_make_spec_invalid(session: aiohttp.ClientSession) -> None:
+async def test_parameters_cannot_make_spec_invalid(clients: Clients) -> None:
     spec = {"url": "http://127.0.0.1:1/", "parameters": [_p("url", value="ftp://x")]}
     with pytest.raises(errors.PermanentTriggerError, match="parameters made the spec invalid: url"):
-        await _fire(_trigger(spec, session))
+        await _fire(_trigger(spec, clients))
 
 
-async def test_connection_is_reused(server: Server, session: aiohttp.ClientSession) -> None:
-    trigger = _trigger({"url": f"{server.base}/x"}, session)
+async def test_connection_is_reused(server: Server, clients: Clients) -> None:
+    trigger = _trigger({"url": f"{server.base}/x"}, clients)
     await _fire(trigger)
     await _fire(trigger)
     first, second = server.requests
-    assert first.peer_port == second.peer_port, "the shared session must keep connections alive"
+    assert first.peer_port == second.peer_port, "the shared clients must keep connections alive"
 
 
 @pytest.mark.parametrize(
@@ -236,14 +239,14 @@ async def test_connection_is_reused(server: Server, session: aiohttp.ClientSessi
 )
 async def test_status_and_policy(
     server: Server,
-    session: aiohttp.ClientSession,
+    clients: Clients,
     query: str,
     policy: dict[str, Any] | None,
     error: type[errors.TriggerError] | None,
     delay: float | None,
 ) -> None:
     url = f"{server.base}/hook?{query}"
-    trigger = _trigger({"url": url}, session, policy)
+    trigger = _trigger({"url": url}, clients, policy)
     if error is None:
         await _fire(trigger)
         return
@@ -255,34 +258,32 @@ async def test_status_and_policy(
         assert caught.value.delay == delay
 
 
-async def test_error_message_has_body_excerpt(
-    server: Server, session: aiohttp.ClientSession
-) -> None:
+async def test_error_message_has_body_excerpt(server: Server, clients: Clients) -> None:
     url = f"{server.base}/hook?status=400&say={'x' * 500}"
     with pytest.raises(errors.PermanentTriggerError) as caught:
-        await _fire(_trigger({"url": url}, session))
+        await _fire(_trigger({"url": url}, clients))
     assert str(caught.value) == f"POST {url}: HTTP 400: {'x' * 200}"
 
 
-async def test_policy_model_is_accepted(server: Server, session: aiohttp.ClientSession) -> None:
+async def test_policy_model_is_accepted(server: Server, clients: Clients) -> None:
     policy = policies.TriggerPolicy(status=policies.StatusPolicy(allow=[418]))
-    await _fire(_trigger({"url": f"{server.base}/x?status=418"}, session, policy))
+    await _fire(_trigger({"url": f"{server.base}/x?status=418"}, clients, policy))
 
 
-async def test_connection_refused_is_temporary(session: aiohttp.ClientSession) -> None:
+async def test_connection_refused_is_temporary(clients: Clients) -> None:
     listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     listener.close()
     await listener.wait_closed()
     url = f"http://127.0.0.1:{port}/hook"
     with pytest.raises(errors.TemporaryTriggerError, match=f"POST {url}: "):
-        await _fire(_trigger({"url": url}, session))
+        await _fire(_trigger({"url": url}, clients))
 
 
-async def test_timeout_is_temporary(server: Server, session: aiohttp.ClientSession) -> None:
+async def test_timeout_is_temporary(server: Server, clients: Clients) -> None:
     url = f"{server.base}/slow"
     with pytest.raises(errors.TemporaryTriggerError, match=f"POST {url}: no response within 0.2 s"):
-        await _fire(_trigger({"url": url, "timeout": 0.2}, session))
+        await _fire(_trigger({"url": url, "timeout": 0.2}, clients))
 
 
 @pytest.fixture
@@ -303,7 +304,7 @@ def certificate(tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
 
 
 async def test_tls_verification_and_insecure_skip_verify(
-    session: aiohttp.ClientSession, certificate: tuple[pathlib.Path, pathlib.Path]
+    clients: Clients, certificate: tuple[pathlib.Path, pathlib.Path]
 ) -> None:
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(*certificate)
@@ -319,15 +320,15 @@ async def test_tls_verification_and_insecure_skip_verify(
     url = f"https://127.0.0.1:{runner.addresses[0][1]}/hook"
     try:
         with pytest.raises(errors.PermanentTriggerError, match="certificate not trusted"):
-            await _fire(_trigger({"url": url}, session))
+            await _fire(_trigger({"url": url}, clients))
         spec = {"url": url, "tls": {"insecureSkipVerify": True}}
-        assert (await _fire(_trigger(spec, session))).body == "secure"
+        assert (await _fire(_trigger(spec, clients))).body == "secure"
     finally:
         await runner.cleanup()
 
 
 async def test_missing_secret_fails_at_start(
-    session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+    clients: Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("TW_ABSENT", raising=False)
     spec = {
@@ -335,7 +336,7 @@ async def test_missing_secret_fails_at_start(
         "secureHeaders": [{"name": "X", "valueFrom": {"secretKeyRef": {"env": "TW_ABSENT"}}}],
     }
     with pytest.raises(errors.SecretError, match="TW_ABSENT"):
-        await _fire(_trigger(spec, session))
+        await _fire(_trigger(spec, clients))
 
 
 @pytest.mark.parametrize(
