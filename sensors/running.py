@@ -58,6 +58,7 @@ class RejectedEvent:
 
 @dataclasses.dataclass(slots=True)
 class _Dependency:
+    sensor: str
     name: str
     gateway: str
     event: str
@@ -66,6 +67,10 @@ class _Dependency:
     latest: events.Event | None = None
     accepted: int = 0
     rejected: int = 0
+    filtered: Any = None  # its EVENTS_FILTERED child, looked up once
+
+    def __post_init__(self) -> None:
+        self.filtered = metrics.EVENTS_FILTERED.labels(self.sensor, self.name)
 
 
 @dataclasses.dataclass(slots=True)
@@ -168,6 +173,7 @@ class SensorRunner:
         spec = self.sensor.spec
         for dep in spec.dependencies:
             compiled = _Dependency(
+                sensor=self.name,
                 name=dep.name,
                 gateway=dep.gateway_name,
                 event=dep.event_name,
@@ -361,7 +367,7 @@ class SensorRunner:
     def _reject(self, dep: _Dependency, event: events.Event, reason: str) -> None:
         dependency = dep.name
         dep.rejected += 1
-        metrics.EVENTS_FILTERED.labels(self.name, dependency).inc()
+        dep.filtered.inc()
         self.rejections.append(RejectedEvent(time.time(), dependency, event.id, reason))
         if log.isEnabledFor(logging.DEBUG):
             log.debug(

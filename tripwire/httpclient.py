@@ -293,6 +293,11 @@ class _Reader:
         )
 
 
+def _expire(future: asyncio.Future[_Reader]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 # --- connections -------------------------------------------------------------------------
 
 
@@ -481,10 +486,12 @@ class Client:
             raise HttpClientError("client is closed")
         target = self.url(url) if isinstance(url, str) else url
         pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
-        if timeout is None:
-            return await self._follow(method, target, pairs, body, verify, max_body, max_redirects)
-        async with asyncio.timeout(timeout):
-            return await self._follow(method, target, pairs, body, verify, max_body, max_redirects)
+        # A deadline rather than `asyncio.timeout`: the common path then costs one timer on the
+        # response future instead of a context manager that reschedules around every await.
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        return await self._follow(
+            method, target, pairs, body, verify, max_body, max_redirects, deadline
+        )
 
     async def _follow(
         self,
@@ -495,9 +502,10 @@ class Client:
         verify: bool,
         max_body: int,
         max_redirects: int,
+        deadline: float | None,
     ) -> Response:
         for _ in range(max_redirects + 1):
-            response = await self._exchange(method, url, headers, body, verify, max_body)
+            response = await self._exchange(method, url, headers, body, verify, max_body, deadline)
             location = response.header("Location") if response.status in _REDIRECTS else None
             if not location:
                 return response
@@ -525,6 +533,7 @@ class Client:
         body: bytes | None,
         verify: bool,
         max_body: int,
+        deadline: float | None,
     ) -> Response:
         data = self._encode(method, url, headers, body)
         scheme = url.scheme
@@ -539,23 +548,29 @@ class Client:
             k.lower() in ("idempotency-key", "x-idempotency-key") for k, _ in headers
         )
         head_request = method == "HEAD"
-        conn, reused = await self._acquire(origin)
+        loop = asyncio.get_running_loop()
+        conn, reused = await self._acquire(origin, deadline)
         while True:
+            future = conn.send(data, head_request=head_request, max_body=max_body)
+            timer = None if deadline is None else loop.call_at(deadline, _expire, future)
             try:
-                future = conn.send(data, head_request=head_request, max_body=max_body)
                 if conn._paused:
-                    await conn.drain()
+                    async with asyncio.timeout_at(deadline):
+                        await conn.drain()
                 reader = await future
             except DisconnectedError as exc:
                 conn.close()
                 if reused and exc.before_response and replayable:
                     # An idle connection the server had just closed: not this request's fault.
-                    conn, reused = await self._acquire(origin, fresh=True)
+                    conn, reused = await self._acquire(origin, deadline, fresh=True)
                     continue
                 raise
             except BaseException:
                 conn.close()  # cancelled or timed out mid-exchange: the state is unknown
                 raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
             break
         self._release(conn, keep=reader.keep_alive and not reader.truncated)
         return Response(
@@ -608,7 +623,9 @@ class Client:
         return head + body if body else head
 
     # -- the pool -------------------------------------------------------------------------
-    async def _acquire(self, origin: _Origin, *, fresh: bool = False) -> tuple[_Connection, bool]:
+    async def _acquire(
+        self, origin: _Origin, deadline: float | None, *, fresh: bool = False
+    ) -> tuple[_Connection, bool]:
         loop = asyncio.get_running_loop()
         while True:
             if self._closed:
@@ -626,7 +643,8 @@ class Client:
             waiter = loop.create_future()
             self._waiters.append(waiter)
             try:
-                await waiter
+                async with asyncio.timeout_at(deadline):
+                    await waiter
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
                     self._wake()  # woken, then cancelled: pass the turn on
@@ -634,7 +652,7 @@ class Client:
                     with contextlib.suppress(ValueError):
                         self._waiters.remove(waiter)
                 raise
-        return await self._connect(origin), False
+        return await self._connect(origin, deadline), False
 
     def _evict_idle(self) -> bool:
         """Close one idle connection (of any origin) to make room; False if there is none."""
@@ -646,14 +664,17 @@ class Client:
                 return True
         return False
 
-    async def _connect(self, origin: _Origin) -> _Connection:
+    async def _connect(self, origin: _Origin, deadline: float | None) -> _Connection:
         loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._connect_timeout
+        if deadline is not None and deadline < give_up:
+            give_up = deadline
         context = self._ssl_context(origin.verify) if origin.scheme == "https" else None
         self._connecting += 1
         where = f"{origin.scheme}://{origin.host}:{origin.port}"
         opened = False
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout_at(give_up):
                 _, conn = await loop.create_connection(
                     lambda: _Connection(self, origin),
                     origin.host,
@@ -665,6 +686,8 @@ class Client:
         except ssl.SSLCertVerificationError as exc:
             raise CertificateError(f"{where}: {exc.verify_message or exc}") from None
         except TimeoutError:
+            if give_up == deadline:
+                raise  # the request's own time is up
             raise ConnectError(
                 f"{where}: no connection within {self._connect_timeout:g} s"
             ) from None
