@@ -261,10 +261,16 @@ class WebhookSource:
         elif not request.body_exists:
             body = None
         else:
+            content = request.content
             try:
-                # A client trickling its body must not hold a request (and memory) forever.
-                async with asyncio.timeout(BODY_TIMEOUT):
-                    raw = await self._read_body(request.content, length)
+                if content.is_eof():
+                    # The whole body arrived with the headers (the common case): reading it
+                    # cannot wait, so it needs no timer.
+                    raw = await self._read_body(content, length)
+                else:
+                    # A client trickling its body must not hold a request (and memory) forever.
+                    async with asyncio.timeout(BODY_TIMEOUT):
+                        raw = await self._read_body(content, length)
             except TimeoutError:
                 response = self._reject(
                     request,
