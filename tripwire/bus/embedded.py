@@ -11,12 +11,19 @@ futures at once. Under load, batches grow by themselves; at low rates a batch is
 Consumers are durable: each has a cursor (every event at or below it is acknowledged) and a set
 of acknowledged sequence numbers above it. When a consumer starts, events past its cursor that
 it has not acknowledged are delivered again. A consumer with too many unacknowledged messages
-stops receiving live events and later catches up from the journal, so a slow sensor bounds
-memory instead of growing a queue. Events at or below every consumer's cursor are trimmed.
+(`max_pending`) stops receiving live events and later catches up from the journal, so a slow
+sensor bounds memory instead of growing a queue. Events at or below every consumer's cursor
+are trimmed.
 
 Durability: `synchronous=NORMAL` in WAL mode survives a crash of this process (the commit is
 in the OS page cache), not a power loss; `sync="full"` adds an fsync per batch for that.
-With `path=None` (`--ephemeral`) nothing touches the disk: same semantics within one process.
+With `path=None` (`--ephemeral`) nothing touches the disk: same semantics within one process,
+except for how a slow consumer is bounded. In memory there is no journal to catch up from, so
+the bound pushes back on publishers instead: a publish to a subject whose consumer already holds
+`max_pending` events (delivered or about to be, not acknowledged) waits until acks make room,
+publishers in arrival order, and raises `BusUnavailableError` after `publish_timeout` seconds
+(the webhook gateway answers 503 + Retry-After). While no consumer is full, a publish pays a
+few comparisons for this and nothing more: no await, no future.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import logging
 import pathlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Literal
 
 from tripwire import errors, events, metrics
@@ -95,6 +102,12 @@ class _Consumer:
     Live events are offered as they are committed. When `max_pending` messages are delivered
     but not acknowledged, the consumer is `behind`: live offers are ignored and, once acks make
     room, `EmbeddedBus.feed` reads the gap from the journal in order, then turns live again.
+
+    In memory the consumer is never `behind`; `room` is `max_pending` less the events published
+    for it and not yet acknowledged (queued for routing or in `pending`). `publish` takes one
+    slot per consumer, or waits in `blocked` while `room` is 0; an ack gives a slot back and
+    wakes the first waiter with that slot reserved for it, so a publish arriving later cannot
+    take it: `pending` never exceeds `max_pending` and waiters go through in arrival order.
     """
 
     def __init__(
@@ -119,6 +132,8 @@ class _Consumer:
         self.acked_above: set[int] = set()
         self.closed = False
         self.timers: set[asyncio.TimerHandle] = set()
+        self.room = bus.max_pending  # memory mode only; see the class docstring
+        self.blocked: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def offer(self, seq: int, event: events.Event, *, deliveries: int = 1, live: bool) -> bool:
         """Deliver one event; False when the consumer is full and must be fed later."""
@@ -151,10 +166,31 @@ class _Consumer:
             return
         self.bus.dirty.add(self)
         self.bus.enqueue_ack(self.name, seq)
+        self.room += 1
+        if self.blocked:
+            self.make_room()
         room = len(self.pending) <= self.bus.max_pending // 2
         if self.behind and room and not self.feed_scheduled:
             self.feed_scheduled = True
             asyncio.get_running_loop().call_soon(self.bus.feed, self)
+
+    def make_room(self) -> None:
+        """Memory mode: wake waiting publishers in order, one per free slot, each reserved."""
+        blocked = self.blocked
+        while blocked and self.room > 0:
+            fut = blocked.popleft()
+            if not fut.done():  # done: cancelled, its publisher is withdrawing
+                self.room -= 1
+                fut.set_result(None)
+
+    def withdraw(self, fut: asyncio.Future[None]) -> None:
+        """A waiting publisher gives up: forget it, or pass on the slot it was woken with."""
+        if not fut.done() or fut.cancelled():
+            with contextlib.suppress(ValueError):
+                self.blocked.remove(fut)
+        elif fut.exception() is None and not self.closed:
+            self.room += 1
+            self.make_room()
 
     def nak(self, msg: _Message, delay: float) -> None:
         if self.closed or msg.seq not in self.pending:
@@ -206,6 +242,12 @@ class _Consumer:
         self.timers.clear()
         self.queue.put_nowait(None)
         self.bus.forget(self)
+        # A closed consumer holds no one back: its waiters look again (without it, or, when
+        # the bus is closing, to fail).
+        while self.blocked:
+            fut = self.blocked.popleft()
+            if not fut.done():
+                fut.set_result(None)
 
 
 class _Store:
@@ -236,11 +278,13 @@ class EmbeddedBus:
         dedupe_window: float = 120.0,
         max_pending: int = 4096,
         max_age: float = 72 * 3600.0,
+        publish_timeout: float = 5.0,
     ) -> None:
         self.prefix = prefix
         self.path = path
         self.durable = path is not None
         self.max_pending = max_pending
+        self._publish_timeout = publish_timeout  # memory mode: longest wait for a full consumer
         self._sync = sync
         self._dedupe_window = dedupe_window
         self._max_age = max_age
@@ -259,7 +303,7 @@ class EmbeddedBus:
         self._failure: str | None = None
         self._closing = False
         self._commits = 0
-        self._unrouted: list[tuple[int, str, events.Event]] = []
+        self._unrouted: list[tuple[int, events.Event, Sequence[_Consumer]]] = []
         self._trimmed_upto = 0
         self.dirty: set[_Consumer] = set()
         self._checkpointer: sqlite3.Connection | None = None
@@ -306,6 +350,7 @@ class EmbeddedBus:
     async def _close(self) -> None:
         # Refuse new publishes, let the writer commit what is queued (cursors included, while
         # the consumers are still registered), then end the consumers and close the files.
+        # Closing a consumer wakes the publishers waiting for it; they see `_closing` and fail.
         self._closing = True
         if self._writer_task is not None:
             self._wakeup.set()
@@ -346,18 +391,32 @@ class EmbeddedBus:
         if self._closing:
             raise errors.BusUnavailableError("the bus is shutting down")
         now = time.time()
+        subject = f"{self.prefix}.{event.source}.{event.subject}"
+        if not self.durable:
+            consumers: Sequence[_Consumer] = self._by_subject.get(subject, ())
+            for consumer in consumers:
+                if consumer.room <= 0:
+                    taken = await self._room_for(subject, event.id)
+                    if taken is None:
+                        return  # a duplicate
+                    consumers = taken
+                    break
+            else:  # no consumer full: the fast path
+                if self._is_duplicate(event.id, now):
+                    return
+                for consumer in consumers:
+                    consumer.room -= 1  # a slot in each: `ack` gives it back
+            self._last_seq += 1
+            # Routed in one pass per loop iteration, as the journal's group commit does: the
+            # consumers then wake once per batch instead of once per event.
+            self._unrouted.append((self._last_seq, event, consumers))
+            if len(self._unrouted) == 1:
+                asyncio.get_running_loop().call_soon(self._route_unrouted)
+            return
         if self._is_duplicate(event.id, now):
             return
         self._last_seq += 1
         seq = self._last_seq
-        subject = f"{self.prefix}.{event.source}.{event.subject}"
-        if not self.durable:
-            # Routed in one pass per loop iteration, as the journal's group commit does: the
-            # consumers then wake once per batch instead of once per event.
-            self._unrouted.append((seq, subject, event))
-            if len(self._unrouted) == 1:
-                asyncio.get_running_loop().call_soon(self._route_unrouted)
-            return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         batch = self._batch
         batch.rows.append((seq, subject, event.id, now, event.to_bytes()))
@@ -371,10 +430,64 @@ class EmbeddedBus:
             raise
         metrics.PUBLISH_SECONDS.labels("embedded").observe(time.time() - now)
 
+    async def _room_for(self, subject: str, event_id: str) -> Sequence[_Consumer] | None:
+        """Memory mode: wait for a slot in every consumer of `subject`, take them, return them.
+
+        The slow path of `publish`, taken only when a consumer is full. None for a duplicate
+        (nothing taken). Raises `BusUnavailableError` after `publish_timeout` seconds, or when
+        the bus closes meanwhile.
+        """
+        seen = self._recent_ids.get(event_id)
+        if seen is not None and seen >= time.time() - self._dedupe_window:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._publish_timeout
+        released: _Consumer | None = None
+        while True:
+            consumers = self._by_subject.get(subject, ())
+            full = next((c for c in consumers if c.room <= 0), None)
+            if full is None:
+                # Checked again: the same id may have been published while this one waited.
+                if self._is_duplicate(event_id, time.time()):
+                    if released is not None:
+                        released.make_room()
+                    return None
+                for consumer in consumers:
+                    consumer.room -= 1
+                return consumers
+            if released is not None:
+                released.make_room()  # we wait for another consumer: the slot goes to the next
+                released = None
+            fut: asyncio.Future[None] = loop.create_future()
+            full.blocked.append(fut)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await fut
+            except TimeoutError:
+                full.withdraw(fut)
+                if self._closing:
+                    raise errors.BusUnavailableError("the bus is shutting down") from None
+                raise errors.BusUnavailableError(
+                    f"consumer {full.name!r} is full ({self.max_pending} unacknowledged, its"
+                    f" max_pending): no room within {self._publish_timeout:g} s"
+                ) from None
+            except BaseException:  # cancelled
+                full.withdraw(fut)
+                raise
+            if self._closing:
+                raise errors.BusUnavailableError("the bus is shutting down")
+            if not full.closed:
+                # Woken with a slot reserved: give it back; the next pass takes it again.
+                full.room += 1
+                released = full
+
     def _route_unrouted(self) -> None:
         batch, self._unrouted = self._unrouted, []
-        for seq, subject, event in batch:
-            self._route(seq, subject, event)
+        # `consumers` is the subject's list as `publish` found it, kept current in place by
+        # `subscribe` and `forget`; a consumer that subscribed since starts past the event.
+        for seq, event, consumers in batch:
+            for consumer in consumers:
+                consumer.offer(seq, event, live=True)
 
     def _route(self, seq: int, subject: str, event: events.Event) -> None:
         for consumer in self._by_subject.get(subject, ()):
