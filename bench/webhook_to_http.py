@@ -9,13 +9,18 @@ relay could do (`naive_baseline.py`), with every process real and separate:
 
 Phases (all by default): closed-loop throughput for Tripwire durable, ephemeral and the
 baseline (plus durable with `--log-level warning` as a side figure); open-loop latency at a
-fixed rate for Tripwire durable and the baseline. `--profile` adds a py-spy
+fixed rate for Tripwire durable, ephemeral and the baseline. `--profile` adds a py-spy
 profile of Tripwire under the throughput load. Every phase starts its targets afresh, warms
 them up, and waits for readiness by polling, never by sleeping. The sink is the judge of
 delivered, duplicated and lost events.
 
-    .venv/bin/python bench/webhook_to_http.py            # ~2 minutes
-    .venv/bin/python bench/webhook_to_http.py --quick    # ~20 s smoke run
+Rounds: this machine's speed drifts by tens of percent over minutes (a shared VM), so one
+pass of phases in a row can put Tripwire and the baseline in different weather. Every phase
+runs `--rounds` times (3), the order rotated each round; a ratio is taken within a round and
+the reported figure is the median over rounds, with every round's value beside it.
+
+    .venv/bin/python bench/webhook_to_http.py            # ~5 minutes
+    .venv/bin/python bench/webhook_to_http.py --quick    # ~20 s smoke run (one round)
 
 The last line of output is `BENCH_JSON {...}` with every figure. The exit code is 0 when
 the run completed and no event was lost; the targets are reported, not enforced.
@@ -32,6 +37,7 @@ import pathlib
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,9 +59,10 @@ PHASES = (
     "baseline",
     "durable-warning",
     "latency-durable",
+    "latency-ephemeral",
     "latency-baseline",
 )
-OPTIONAL_PHASES = ("latency-ephemeral", "profile", "profile-latency")
+OPTIONAL_PHASES = ("profile", "profile-latency")
 # Targets the project has set for this 2-core machine (reported, not enforced).
 TARGETS = {
     "durable_ratio": 0.5,
@@ -286,6 +293,12 @@ class Phase:
     log_level: str = "info"
     rate: float = 0.0  # 0: closed loop
     profiled: bool = False
+    round_no: int = 1
+
+    @property
+    def tag(self) -> str:
+        """Names this run's files: the phase and its round."""
+        return f"{self.name}-{self.round_no}"
 
 
 def phase_plan(name: str, log_level: str) -> Phase:
@@ -324,7 +337,7 @@ class Bench:
     def target(self, phase: Phase) -> Iterator[tuple[Proc, str]]:
         assert self.sink is not None
         port = free_port()
-        workdir = self.workdir / phase.name
+        workdir = self.workdir / phase.tag
         workdir.mkdir()
         env: dict[str, str] = {}
         if phase.target == "baseline":
@@ -340,7 +353,7 @@ class Bench:
             argv = [self.python, "-m", "tripwire.cli", "run", str(workdir / "manifests")]
             argv += ["--ephemeral"] if phase.ephemeral else ["--state-dir", str(workdir / "state")]
             argv += ["--metrics-port", "0", "--log-level", phase.log_level, "--grace", "5"]
-        proc = self.procs.spawn(f"{phase.name}-{phase.target}", argv, env)
+        proc = self.procs.spawn(f"{phase.tag}-{phase.target}", argv, env)
         try:
             wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
             yield proc, f"http://127.0.0.1:{port}/hook"
@@ -360,12 +373,13 @@ class Bench:
             raise BenchError(f"loadgen failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
         return orjson.loads(done.stdout.splitlines()[-1])
 
-    def run_phase(self, phase: Phase) -> dict[str, Any]:
+    def run_phase(self, phase: Phase, round_no: int) -> dict[str, Any]:
+        phase = dataclasses.replace(phase, round_no=round_no)
         assert self.sink is not None and self.sink_proc is not None
         args = self.args
         rate = args.rate if phase.rate else 0.0
         n = round(rate * args.duration) if rate else args.n
-        print(f"  {phase.name:<18} ", end="", flush=True)
+        print(f"  {phase.name + ' #' + str(round_no):<20} ", end="", flush=True)
         with self.target(phase) as (proc, url):
             warm = self.load(url, n=args.warmup, first_seq=WARMUP_SEQ)
             self.sink.drain(warm["ok"], args.drain_timeout)
@@ -395,6 +409,7 @@ class Bench:
         machine_busy = machine1[0] - machine0[0]
         result: dict[str, Any] = {
             "phase": phase.name,
+            "round": round_no,
             "target": phase.target,
             "mode": f"open {rate:g}/s" if rate else f"closed C={args.concurrency}",
             "sent": sent["sent"],
@@ -440,7 +455,7 @@ class Bench:
         ]
         if self.args.native:
             argv.append("--native")
-        spy = self.procs.spawn(f"{phase.name}-py-spy", argv)
+        spy = self.procs.spawn(f"{phase.tag}-py-spy", argv)
         # py-spy attaches within a few ms; wait until it says so rather than guessing.
         deadline = time.perf_counter() + 10.0
         while "Sampling process" not in spy.tail(5) and time.perf_counter() < deadline:
@@ -451,7 +466,7 @@ class Bench:
 
 
 def spy_output(workdir: pathlib.Path, phase: Phase) -> pathlib.Path:
-    return workdir / phase.name / "py-spy.txt"
+    return workdir / phase.tag / "py-spy.txt"
 
 
 def summary_line(r: dict[str, Any]) -> str:
@@ -468,68 +483,103 @@ def summary_line(r: dict[str, Any]) -> str:
 # --- reporting ---------------------------------------------------------------------------
 
 
-def print_report(results: dict[str, dict[str, Any]], figures: dict[str, Any]) -> None:
+Results = dict[str, list[dict[str, Any]]]  # phase -> one result per round
+
+
+def print_report(results: Results, figures: dict[str, Any]) -> None:
     print()
     header = (
-        f"{'phase':<18} {'mode':<14} {'ok/sent':>13} {'lost':>5} {'dup':>4} {'ev/s':>7}"
+        f"{'phase':<20} {'mode':<14} {'ok/sent':>13} {'lost':>5} {'dup':>4} {'ev/s':>7}"
         f" {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'ack p99':>7} {'RSS MB':>7}"
         f" {'cpu% tw/bl':>10} {'sink':>5} {'load':>5} {'other':>5} {'us/ev':>6}"
     )
     print(header)
     print("-" * len(header))
-    for r in results.values():
-        cpu = r["cpu"]
-        wall = cpu["wall_s"] or 1.0
-        dup = r.get("duplicates", 0) + r.get("duplicate_seqs", 0)
-        print(
-            f"{r['phase']:<18} {r['mode']:<14} {r['ok']:>6}/{r['sent']:<6} {r['lost']:>5}"
-            f" {dup:>4} {r.get('throughput', 0):>7.0f} {r.get('p50_ms', 0):>7.2f}"
-            f" {r.get('p99_ms', 0):>7.2f} {r.get('max_ms', 0):>7.1f} {r['ack_p99_ms']:>7.2f}"
-            f" {r['peak_rss_mb']:>7.1f} {100 * cpu['target_s'] / wall:>10.0f}"
-            f" {100 * cpu['sink_s'] / wall:>5.0f} {100 * cpu['loadgen_s'] / wall:>5.0f}"
-            f" {100 * cpu['other_s'] / wall:>5.0f} {r.get('target_cpu_us_per_event', 0):>6.0f}"
-        )
+    for rounds in results.values():
+        for r in rounds:
+            cpu = r["cpu"]
+            wall = cpu["wall_s"] or 1.0
+            dup = r.get("duplicates", 0) + r.get("duplicate_seqs", 0)
+            label = f"{r['phase']} #{r['round']}"
+            print(
+                f"{label:<20} {r['mode']:<14} {r['ok']:>6}/{r['sent']:<6} {r['lost']:>5}"
+                f" {dup:>4} {r.get('throughput', 0):>7.0f} {r.get('p50_ms', 0):>7.2f}"
+                f" {r.get('p99_ms', 0):>7.2f} {r.get('max_ms', 0):>7.1f} {r['ack_p99_ms']:>7.2f}"
+                f" {r['peak_rss_mb']:>7.1f} {100 * cpu['target_s'] / wall:>10.0f}"
+                f" {100 * cpu['sink_s'] / wall:>5.0f} {100 * cpu['loadgen_s'] / wall:>5.0f}"
+                f" {100 * cpu['other_s'] / wall:>5.0f} {r.get('target_cpu_us_per_event', 0):>6.0f}"
+            )
     print(
         "  ev/s: sink receipts/s first→last; p50/p99/max: sink receipt - loadgen stamp;"
         " ack: loadgen-side 200 round trip;\n  cpu%: of one core over load+drain"
         " (2 cores = 200%); other: the rest of the machine (noise);\n"
-        "  us/ev: target CPU per delivered event."
+        "  us/ev: target CPU per delivered event. #N: the round."
     )
     if figures.get("ratios"):
-        print()
+        print("\n  medians over rounds (each ratio within one round; rounds in brackets):")
         for name, value in figures["ratios"].items():
             goal = TARGETS.get(name)
             verdict = "" if goal is None else ("  ok" if value >= goal else f"  BELOW {goal}")
-            print(f"  {name:<28} {value:6.2f}{verdict}")
+            each = ", ".join(f"{v:.2f}" for v in figures["ratio_rounds"][name])
+            print(f"  {name:<28} {value:6.2f}{verdict}  [{each}]")
     for phase, verdicts in figures.get("latency_targets", {}).items():
         print(f"  {phase:<28} " + ", ".join(verdicts))
-    for r in results.values():
-        if "profile" in r:
-            print(f"\n  profile ({r['phase']}):")
-            print(profile_summary.render(r["profile"], indent="    "))
+    for rounds in results.values():
+        for r in rounds:
+            if "profile" in r:
+                print(f"\n  profile ({r['phase']} #{r['round']}):")
+                print(profile_summary.render(r["profile"], indent="    "))
 
 
-def derive_figures(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    figures: dict[str, Any] = {"ratios": {}, "latency_targets": {}}
-    base = results.get("baseline", {}).get("throughput")
-    if base:
-        for phase, key in (("durable", "durable_ratio"), ("ephemeral", "ephemeral_ratio")):
-            if results.get(phase, {}).get("throughput"):
-                figures["ratios"][key] = results[phase]["throughput"] / base
-    if results.get("durable", {}).get("throughput") and results.get("durable-warning"):
-        figures["ratios"]["log_warning_over_info"] = (
-            results["durable-warning"]["throughput"] / results["durable"]["throughput"]
-        )
-    for phase in ("latency-durable", "latency-ephemeral"):
-        r = results.get(phase)
-        if r and "p50_ms" in r:
-            figures["latency_targets"][phase] = [
-                f"p50 {r['p50_ms']:.2f} ms "
-                + ("ok" if r["p50_ms"] <= TARGETS["latency_p50_ms"] else "ABOVE 1 ms"),
-                f"p99 {r['p99_ms']:.2f} ms "
-                + ("ok" if r["p99_ms"] <= TARGETS["latency_p99_ms"] else "ABOVE 5 ms"),
-            ]
-    figures["lost_total"] = sum(r["lost"] for r in results.values())
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def _round_ratios(results: Results, top: str, bottom: str) -> list[float]:
+    """`top` over `bottom` throughput, per round in which both ran (same machine state)."""
+    ratios = []
+    for a, b in zip(results.get(top, []), results.get(bottom, []), strict=False):
+        if a.get("throughput") and b.get("throughput"):
+            ratios.append(a["throughput"] / b["throughput"])
+    return ratios
+
+
+def derive_figures(results: Results) -> dict[str, Any]:
+    figures: dict[str, Any] = {"ratios": {}, "ratio_rounds": {}, "latency_targets": {}}
+    for top, bottom, key in (
+        ("durable", "baseline", "durable_ratio"),
+        ("ephemeral", "baseline", "ephemeral_ratio"),
+        ("durable-warning", "durable", "log_warning_over_info"),
+    ):
+        ratios = _round_ratios(results, top, bottom)
+        if ratios:
+            figures["ratios"][key] = _median(ratios)
+            figures["ratio_rounds"][key] = ratios
+    for phase in ("latency-durable", "latency-ephemeral", "latency-baseline"):
+        rounds = [r for r in results.get(phase, []) if "p50_ms" in r]
+        if not rounds:
+            continue
+        p50 = _median([r["p50_ms"] for r in rounds])
+        p99 = _median([r["p99_ms"] for r in rounds])
+        figures.setdefault("latency", {})[phase] = {
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "p50_rounds": [r["p50_ms"] for r in rounds],
+            "p99_rounds": [r["p99_ms"] for r in rounds],
+        }
+        if phase == "latency-baseline":
+            continue
+        each50 = ", ".join(f"{r['p50_ms']:.2f}" for r in rounds)
+        each99 = ", ".join(f"{r['p99_ms']:.2f}" for r in rounds)
+        figures["latency_targets"][phase] = [
+            f"p50 {p50:.2f} ms "
+            + ("ok" if p50 <= TARGETS["latency_p50_ms"] else "ABOVE 1 ms")
+            + f" [{each50}]",
+            f"p99 {p99:.2f} ms "
+            + ("ok" if p99 <= TARGETS["latency_p99_ms"] else "ABOVE 5 ms")
+            + f" [{each99}]",
+        ]
+    figures["lost_total"] = sum(r["lost"] for rounds in results.values() for r in rounds)
     return figures
 
 
@@ -540,7 +590,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=20000, help="events per throughput phase")
     parser.add_argument("--concurrency", type=int, default=64, help="load generator connections")
     parser.add_argument("--rate", type=float, default=200.0, help="latency phases: events/s")
-    parser.add_argument("--duration", type=float, default=20.0, help="latency phases: seconds")
+    parser.add_argument("--duration", type=float, default=10.0, help="latency phases: seconds")
     parser.add_argument("--warmup", type=int, default=1000, help="events sent before measuring")
     parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds")
     parser.add_argument("--pad-bytes", type=int, default=64, help="extra bytes per body")
@@ -555,11 +605,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="add the py-spy profile phases")
     parser.add_argument("--spy-rate", type=int, default=200, help="py-spy samples/s")
     parser.add_argument("--native", action="store_true", help="py-spy --native (C frames)")
-    parser.add_argument("--quick", action="store_true", help="~20 s smoke run")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="run every phase this many times, interleaved; figures are medians of rounds",
+    )
+    parser.add_argument("--quick", action="store_true", help="~20 s smoke run (one round)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, traces)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.n, args.warmup, args.duration = 2000, 200, 3.0
+        args.n, args.warmup, args.duration, args.rounds = 2000, 200, 3.0, 1
     names = [p.strip() for p in args.phases.split(",") if p.strip()]
     if args.profile:
         names += [p for p in ("profile", "profile-latency") if p not in names]
@@ -581,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     # Even when started with SIGINT ignored (a background job), Ctrl-C / kill -INT stop us.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    results: dict[str, dict[str, Any]] = {}
+    results: Results = {}
     began = time.perf_counter()
     try:
         bench = Bench(args, workdir, procs)
@@ -590,8 +646,14 @@ def main(argv: list[str] | None = None) -> int:
             f"tripwire bench: {os.cpu_count()} CPUs, N={args.n} C={args.concurrency},"
             f" latency {args.rate:g}/s x {args.duration:g} s, workdir {workdir}"
         )
-        for name in args.phase_names:
-            results[name] = bench.run_phase(phase_plan(name, args.log_level))
+        names = args.phase_names
+        for index in range(args.rounds):
+            # Rotated each round, so that no phase always runs first (or right after another):
+            # this machine's speed drifts over minutes, and a ratio is taken within a round.
+            shift = index % len(names)
+            for name in names[shift:] + names[:shift]:
+                result = bench.run_phase(phase_plan(name, args.log_level), index + 1)
+                results.setdefault(name, []).append(result)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping processes", file=sys.stderr)
         return 130
