@@ -363,7 +363,7 @@ class Bench:
     def load(self, url: str, *, n: int = 0, rate: float = 0.0, first_seq: int = 0) -> Any:
         argv = [self.python, str(HERE / "loadgen.py"), "--url", url]
         argv += ["--concurrency", str(self.args.concurrency), "--first-seq", str(first_seq)]
-        argv += ["--pad-bytes", str(self.args.pad_bytes)]
+        argv += ["--pad-bytes", str(self.args.pad_bytes), "--client", self.args.loadgen_client]
         if rate:
             argv += ["--rate", str(rate), "--duration", str(n / rate)]
         else:
@@ -595,6 +595,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds")
     parser.add_argument("--pad-bytes", type=int, default=64, help="extra bytes per body")
     parser.add_argument("--baseline-workers", type=int, default=64)
+    parser.add_argument(
+        "--loadgen-client",
+        choices=("raw", "aiohttp"),
+        default="raw",
+        help="load generator's HTTP client (see loadgen.py): raw stamps as the request leaves",
+    )
     parser.add_argument("--log-level", default="info", help="tripwire phases (users' default)")
     parser.add_argument("--no-filter", action="store_true", help="no data filter on the sensor")
     parser.add_argument(
