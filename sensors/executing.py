@@ -69,13 +69,17 @@ async def attempts(
     `retried` is the metric child counting retries of this trigger.
     """
     retry = target.spec.retry_strategy
-    waits = backoff.delays(duration=retry.duration, factor=retry.factor, jitter=retry.jitter)
+    waits = None  # made on the first failure: most firings succeed at once
     for attempt in range(1, retry.steps + 1):
         try:
             await fire_once(target, firing)
         except errors.TemporaryTriggerError as exc:
             if attempt == retry.steps:
                 return exc
+            if waits is None:
+                waits = backoff.delays(
+                    duration=retry.duration, factor=retry.factor, jitter=retry.jitter
+                )
             delay = max(next(waits), exc.delay or 0.0)
             retried.inc()
             log.warning(

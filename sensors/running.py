@@ -405,7 +405,9 @@ class SensorRunner:
         elif plans:
             await asyncio.gather(*(self._run(p) for p in plans))
         await msg.ack()
-        await self._forget([p for p in plans if p.recorded])
+        recorded = [p for p in plans if p.recorded]
+        if recorded:
+            await self._forget(recorded)
 
     async def _resume(self, plan: _Plan) -> None:
         await self._run(plan)
@@ -464,7 +466,8 @@ class SensorRunner:
             self.fired_total += 1
             self.last_fired = time.time()
             trig.seconds.observe(time.monotonic() - started)
-            newest = max(e.time for e in firing.events.values())
+            times = [e.time for e in firing.events.values()]
+            newest = times[0] if len(times) == 1 else max(times)
             trig.event_to_fire.observe(max(0.0, time.time() - newest.timestamp()))
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("trigger fired", extra=executing.log_fields(firing))

@@ -35,6 +35,7 @@ import dataclasses
 import re
 import ssl
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 import yarl
 
@@ -48,6 +49,7 @@ _MAX_HEAD = 64 * 1024  # status line + headers of one response
 _MAX_CHUNK_LINE = 4096  # a chunk-size line with extensions, or one trailer line
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+_IDEMPOTENCY_HEADERS = frozenset({"idempotency-key", "x-idempotency-key"})
 _SENSITIVE_ON_REDIRECT = frozenset({"authorization", "cookie", "www-authenticate"})
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -301,8 +303,9 @@ def _expire(future: asyncio.Future[_Reader]) -> None:
 # --- connections -------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Origin:
+class _Origin(NamedTuple):
+    """Where a connection goes; its pool key."""
+
     scheme: str
     host: str
     port: int
@@ -535,7 +538,7 @@ class Client:
         max_body: int,
         deadline: float | None,
     ) -> Response:
-        data = self._encode(method, url, headers, body)
+        data, replayable = self._encode(method, url, headers, body)
         scheme = url.scheme
         if scheme not in ("http", "https"):
             raise InvalidRequestError(f"unsupported URL scheme {scheme!r} in {url}")
@@ -544,9 +547,6 @@ class Client:
             raise InvalidRequestError(f"no host in URL {url}")
         port = url.port or (443 if scheme == "https" else 80)
         origin = _Origin(scheme, host, port, verify or scheme == "http")
-        replayable = method in _REPLAYABLE_METHODS or any(
-            k.lower() in ("idempotency-key", "x-idempotency-key") for k, _ in headers
-        )
         head_request = method == "HEAD"
         loop = asyncio.get_running_loop()
         conn, reused = await self._acquire(origin, deadline)
@@ -584,7 +584,8 @@ class Client:
 
     def _encode(
         self, method: str, url: yarl.URL, headers: list[tuple[str, str]], body: bytes | None
-    ) -> bytes:
+    ) -> tuple[bytes, bool]:
+        """The request's bytes, and whether it may be sent twice (see `_exchange`)."""
         if not _TOKEN.fullmatch(method):
             raise InvalidRequestError(f"invalid method {method!r}")
         path = url.raw_path or "/"
@@ -620,7 +621,8 @@ class Client:
             parts.append(f"Content-Length: {len(body) if body else 0}\r\n")
         parts.append("\r\n")
         head = "".join(parts).encode("utf-8")
-        return head + body if body else head
+        replayable = method in _REPLAYABLE_METHODS or not _IDEMPOTENCY_HEADERS.isdisjoint(given)
+        return (head + body if body else head), replayable
 
     # -- the pool -------------------------------------------------------------------------
     async def _acquire(
