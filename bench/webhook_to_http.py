@@ -62,7 +62,7 @@ PHASES = (
     "latency-ephemeral",
     "latency-baseline",
 )
-OPTIONAL_PHASES = ("profile", "profile-latency")
+OPTIONAL_PHASES = ("profile", "profile-ephemeral", "profile-latency")
 # Targets the project has set for this 2-core machine (reported, not enforced).
 TARGETS = {
     "durable_ratio": 0.5,
@@ -311,6 +311,9 @@ def phase_plan(name: str, log_level: str) -> Phase:
         "latency-ephemeral": Phase(name, "tripwire", ephemeral=True, log_level=log_level, rate=-1),
         "latency-baseline": Phase(name, "baseline", rate=-1),
         "profile": Phase(name, "tripwire", log_level=log_level, profiled=True),
+        "profile-ephemeral": Phase(
+            name, "tripwire", ephemeral=True, log_level=log_level, profiled=True
+        ),
         "profile-latency": Phase(name, "tripwire", log_level=log_level, rate=-1, profiled=True),
     }
     return plans[name]
