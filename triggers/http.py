@@ -197,7 +197,10 @@ class HttpTrigger(base.PipelineTrigger[HttpRequest, HttpOutcome]):
         client = self._client
         assert client is not None, "trigger not started"
         # Added last: the trigger key is what makes the effect idempotent; users cannot override.
-        headers = [*await self._prepare(spec), ("Idempotency-Key", firing.key)]
+        prepared = self._prepared if spec is self._spec else None
+        if prepared is None:
+            prepared = await self._prepare(spec)
+        headers = [*prepared, ("Idempotency-Key", firing.key)]
         where = f"{spec.method} {spec.url}"
         try:
             response = await client.request(

@@ -488,7 +488,10 @@ class Client:
         if self._closed:
             raise HttpClientError("client is closed")
         target = self.url(url) if isinstance(url, str) else url
-        pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
+        if isinstance(headers, list):
+            pairs = headers  # read, never changed: a redirect makes a new list
+        else:
+            pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
         # A deadline rather than `asyncio.timeout`: the common path then costs one timer on the
         # response future instead of a context manager that reschedules around every await.
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
