@@ -114,6 +114,18 @@ class Response:
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_EOF, _DONE = range(8)
 
 
+def _cut_line(buf: bytearray, what: str) -> bytes | None:
+    """The next CRLF-ended line of `buf` (removed from it), or None until it is complete."""
+    end = buf.find(b"\r\n")
+    if end < 0:
+        if len(buf) > _MAX_CHUNK_LINE:
+            raise ProtocolError(f"{what} too long")
+        return None
+    line = bytes(buf[:end])
+    del buf[: end + 2]
+    return line
+
+
 class _Reader:
     """Incremental parser of one response; resolves `future` when it is complete."""
 
@@ -160,30 +172,21 @@ class _Reader:
                 head = bytes(buf[:end])
                 del buf[: end + 4]
                 self._head(head)
-            elif state == _LENGTH:
+            elif state in (_LENGTH, _CHUNK_DATA):
                 take = min(self.remaining, len(buf))
                 self._keep(buf, take)
                 self.remaining -= take
                 if self.remaining == 0:
-                    self.state = _DONE
+                    self.state = _DONE if state == _LENGTH else _CHUNK_END
             elif state == _CHUNK_SIZE:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > _MAX_CHUNK_LINE:
-                        raise ProtocolError("chunk size line too long")
+                line = _cut_line(buf, "chunk size line")
+                if line is None:
                     return
-                digits = bytes(buf[:end]).partition(b";")[0].strip()
-                del buf[: end + 2]
+                digits = line.partition(b";")[0].strip()
                 if not digits or len(digits) > 16 or not _HEX.issuperset(digits):
                     raise ProtocolError(f"invalid chunk size {digits[:20]!r}")
                 self.remaining = int(digits, 16)
                 self.state = _CHUNK_DATA if self.remaining else _TRAILERS
-            elif state == _CHUNK_DATA:
-                take = min(self.remaining, len(buf))
-                self._keep(buf, take)
-                self.remaining -= take
-                if self.remaining == 0:
-                    self.state = _CHUNK_END
             elif state == _CHUNK_END:
                 if len(buf) < 2:
                     return
@@ -192,13 +195,10 @@ class _Reader:
                 del buf[:2]
                 self.state = _CHUNK_SIZE
             elif state == _TRAILERS:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > _MAX_CHUNK_LINE:
-                        raise ProtocolError("trailer line too long")
+                line = _cut_line(buf, "trailer line")
+                if line is None:
                     return
-                del buf[: end + 2]
-                if end == 0:
+                if not line:
                     self.state = _DONE
             else:  # _UNTIL_EOF
                 self._keep(buf, len(buf))
