@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import multidict
 import orjson
 import pydantic
+import yarl
 
 from triggers import base, policies
 from triggers import parameters as params  # a spec field is called `parameters`
@@ -201,7 +202,8 @@ class HttpTrigger(base.PipelineTrigger[HttpRequest, HttpOutcome]):
         if prepared is None:
             prepared = await self._prepare(spec)
         headers = [*prepared, ("Idempotency-Key", firing.key)]
-        where = f"{spec.method} {spec.url}"
+        shown = _without_credentials(spec.url)
+        where = f"{spec.method} {shown}"
         try:
             response = await client.request(
                 spec.method,
@@ -231,7 +233,7 @@ class HttpTrigger(base.PipelineTrigger[HttpRequest, HttpOutcome]):
             raise errors.TemporaryTriggerError(f"{where}: {exc}") from None
         return HttpOutcome(
             method=spec.method,
-            url=spec.url,
+            url=shown,
             status=response.status,
             body=response.body[:_OUTCOME_EXCERPT].decode("utf-8", "replace"),
             retry_after=response.header("Retry-After"),
@@ -251,6 +253,17 @@ class HttpTrigger(base.PipelineTrigger[HttpRequest, HttpOutcome]):
         if outcome.status >= 500 or outcome.status in _RETRYABLE_4XX:
             raise errors.TemporaryTriggerError(message, delay=retry_after(outcome.retry_after))
         raise errors.PermanentTriggerError(message)
+
+
+def _without_credentials(url: str) -> str:
+    """`url` as messages and logs may show it: a password in it is replaced by `***`."""
+    if "@" not in url:
+        return url
+    try:
+        parsed = yarl.URL(url)
+    except ValueError:
+        return url.rpartition("@")[2]
+    return str(parsed.with_password("***")) if parsed.password else url
 
 
 def _basic_auth(username: str, password: str) -> str:

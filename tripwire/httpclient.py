@@ -18,7 +18,8 @@ does what a trigger needs and no more, in the same loop turn as the caller:
 - redirects (301, 302, 303, 307, 308) are followed up to `max_redirects` as Go's client does:
   303, and 301/302 of a non-GET, become a GET without body; `Authorization` and `Cookie` are
   dropped when the host changes;
-- TLS through `ssl` with certificate and hostname checks, or none with `verify=False`.
+- TLS through `ssl` with certificate and hostname checks, or none with `verify=False`;
+- credentials in the URL (`http://user:pass@host/`) are sent as basic auth, never in the Host.
 
 Errors are classes of `HttpClientError`, so a caller can tell "could not connect" from "the
 certificate is not trusted" from "the server broke the protocol". No proxies, no cookies, no
@@ -29,6 +30,7 @@ else (Kubernetes, S3, URL sources).
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import dataclasses
@@ -293,6 +295,11 @@ class _Reader:
         return DisconnectedError(
             "server closed the connection in the middle of the response", before_response=False
         )
+
+
+def _basic(url: yarl.URL) -> str:
+    token = f"{url.user or ''}:{url.password or ''}".encode()
+    return "Basic " + base64.b64encode(token).decode("ascii")
 
 
 def _expire(future: asyncio.Future[_Reader]) -> None:
@@ -620,6 +627,9 @@ class Client:
             parts.append(f"User-Agent: {self._user_agent}\r\n")
         if "accept" not in given:
             parts.append("Accept: */*\r\n")
+        if url.raw_user is not None and "authorization" not in given:
+            # `http://user:pass@host/`: basic auth from the URL, as Go's and aiohttp's clients do.
+            parts.append(f"Authorization: {_basic(url)}\r\n")
         if body is not None or method in ("POST", "PUT", "PATCH"):
             parts.append(f"Content-Length: {len(body) if body else 0}\r\n")
         parts.append("\r\n")

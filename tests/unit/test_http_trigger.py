@@ -280,6 +280,18 @@ async def test_connection_refused_is_temporary(clients: Clients) -> None:
         await _fire(_trigger({"url": url}, clients))
 
 
+async def test_credentials_in_the_url_never_reach_messages(clients: Clients) -> None:
+    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    listener.close()
+    await listener.wait_closed()
+    url = f"http://bot:hunter2@127.0.0.1:{port}/hook"
+    with pytest.raises(errors.TemporaryTriggerError) as caught:
+        await _fire(_trigger({"url": url}, clients))
+    assert "hunter2" not in str(caught.value)
+    assert f"POST http://bot:***@127.0.0.1:{port}/hook: " in str(caught.value)
+
+
 async def test_timeout_is_temporary(server: Server, clients: Clients) -> None:
     url = f"{server.base}/slow"
     with pytest.raises(errors.TemporaryTriggerError, match=f"POST {url}: no response within 0.2 s"):

@@ -8,6 +8,7 @@ client's parser and pool are shown to handle what real servers do.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -374,6 +375,21 @@ async def test_framing_headers_are_the_clients(client: httpclient.Client) -> Non
     assert server.requests[0].headers["content-length"] == "3"
     assert "transfer-encoding" not in server.requests[0].headers
     assert server.requests[0].headers["host"] == "example.org", "a user's Host is kept"
+
+
+async def test_credentials_in_the_url_are_basic_auth(client: httpclient.Client) -> None:
+    async def answer(seen: Seen, index: int) -> bytes:
+        return ok()
+
+    async with RawServer(answer) as server:
+        await client.request("GET", f"http://bot:s%40cret@127.0.0.1:{server.port}/x")
+        await client.request(
+            "GET", f"http://bot:pw@127.0.0.1:{server.port}/y", headers={"Authorization": "Bearer t"}
+        )
+    first, second = server.requests
+    assert first.headers["authorization"] == "Basic " + base64.b64encode(b"bot:s@cret").decode()
+    assert first.headers["host"] == f"127.0.0.1:{server.port}"
+    assert second.headers["authorization"] == "Bearer t", "a given Authorization wins"
 
 
 async def test_connect_errors(client: httpclient.Client) -> None:
