@@ -270,21 +270,23 @@ async def test_policy_model_is_accepted(server: Server, clients: Clients) -> Non
     await _fire(_trigger({"url": f"{server.base}/x?status=418"}, clients, policy))
 
 
-async def test_connection_refused_is_temporary(clients: Clients) -> None:
+async def _refusing_port() -> int:
+    """A port that was just listened on and closed: connecting to it is refused."""
     listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
+    port: int = listener.sockets[0].getsockname()[1]
     listener.close()
     await listener.wait_closed()
-    url = f"http://127.0.0.1:{port}/hook"
+    return port
+
+
+async def test_connection_refused_is_temporary(clients: Clients) -> None:
+    url = f"http://127.0.0.1:{await _refusing_port()}/hook"
     with pytest.raises(errors.TemporaryTriggerError, match=f"POST {url}: "):
         await _fire(_trigger({"url": url}, clients))
 
 
 async def test_credentials_in_the_url_never_reach_messages(clients: Clients) -> None:
-    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    listener.close()
-    await listener.wait_closed()
+    port = await _refusing_port()
     url = f"http://bot:hunter2@127.0.0.1:{port}/hook"
     with pytest.raises(errors.TemporaryTriggerError) as caught:
         await _fire(_trigger({"url": url}, clients))
