@@ -127,6 +127,8 @@ class HttpTrigger(base.PipelineTrigger[HttpRequest, HttpOutcome]):
         # Headers of the unparameterized spec, built once (hot path).
         self._prepared: list[tuple[str, str]] | None = None
         self._client = context.http
+        self._payload = params.Compiled(self._spec.payload)
+        self._shown = _without_credentials(self._spec.url)
 
     async def start(self, stack: contextlib.AsyncExitStack) -> None:
         # Resolve secrets once, at start: a missing secret shows up before the first event,
@@ -175,8 +177,17 @@ class HttpTrigger(base.PipelineTrigger[HttpRequest, HttpOutcome]):
                     f"http trigger {self._context.trigger}: parameters made the spec invalid:"
                     f" {problems}"
                 ) from None
-        body = params.apply(spec.payload, firing.events, {})
-        return HttpRequest(spec=spec, body=body)
+        payload = self._payload if spec is self._spec else params.Compiled(spec.payload)
+        return HttpRequest(spec=spec, body=payload.apply(firing.events, {}))
+
+    async def fire(self, firing: base.Firing) -> HttpOutcome:
+        # The stages of `PipelineTrigger.fire` without its awaits that cannot wait: an HTTP
+        # trigger resolves to its own spec and checks its policy synchronously. This is the
+        # per-event path of every webhook-to-HTTP sensor.
+        resource = self.apply_parameters(HttpRequest(spec=self._spec, body=None), firing)
+        outcome = await self.execute(resource, firing)
+        self._check_policy(outcome)
+        return outcome
 
     async def _prepare(self, spec: HttpTriggerSpec) -> list[tuple[str, str]]:
         if spec is self._spec and self._prepared is not None:
@@ -202,8 +213,7 @@ class HttpTrigger(base.PipelineTrigger[HttpRequest, HttpOutcome]):
         if prepared is None:
             prepared = await self._prepare(spec)
         headers = [*prepared, ("Idempotency-Key", firing.key)]
-        shown = _without_credentials(spec.url)
-        where = f"{spec.method} {shown}"
+        shown = self._shown if spec is self._spec else _without_credentials(spec.url)
         try:
             response = await client.request(
                 spec.method,
@@ -216,21 +226,23 @@ class HttpTrigger(base.PipelineTrigger[HttpRequest, HttpOutcome]):
             )
         except httpclient.CertificateError as exc:
             raise errors.PermanentTriggerError(
-                f"{where}: certificate not trusted ({exc});"
+                f"{spec.method} {shown}: certificate not trusted ({exc});"
                 " fix the server certificate or set tls.insecureSkipVerify"
             ) from None
         except TimeoutError:
             raise errors.TemporaryTriggerError(
-                f"{where}: no response within {spec.timeout:g} s"
+                f"{spec.method} {shown}: no response within {spec.timeout:g} s"
             ) from None
         except (httpclient.InvalidRequestError, ValueError) as exc:
             # A header value with CR/LF (e.g. set by a parameter), a URL that does not parse:
             # sending it again cannot help.
-            raise errors.PermanentTriggerError(f"{where}: invalid request: {exc}") from None
+            raise errors.PermanentTriggerError(
+                f"{spec.method} {shown}: invalid request: {exc}"
+            ) from None
         except httpclient.TooManyRedirectsError as exc:
-            raise errors.PermanentTriggerError(f"{where}: {exc}") from None
+            raise errors.PermanentTriggerError(f"{spec.method} {shown}: {exc}") from None
         except httpclient.HttpClientError as exc:
-            raise errors.TemporaryTriggerError(f"{where}: {exc}") from None
+            raise errors.TemporaryTriggerError(f"{spec.method} {shown}: {exc}") from None
         return HttpOutcome(
             method=spec.method,
             url=shown,
@@ -240,6 +252,9 @@ class HttpTrigger(base.PipelineTrigger[HttpRequest, HttpOutcome]):
         )
 
     async def apply_policy(self, outcome: HttpOutcome, firing: base.Firing) -> None:
+        self._check_policy(outcome)
+
+    def _check_policy(self, outcome: HttpOutcome) -> None:
         status_policy = self._policy.status if self._policy is not None else None
         if status_policy is not None:
             if status_policy.allows(outcome.status):

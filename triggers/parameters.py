@@ -41,8 +41,9 @@ Trigger-level `parameters` (Argo `ApplyTemplateParameters`) edit the trigger tem
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
@@ -170,29 +171,88 @@ def apply(
 ) -> Any:
     """A copy of `target` with every parameter applied in order; `target` is not changed.
 
-    The template belongs to the (frozen, shared) manifest, so it is deep-copied once per
-    firing (`_json_copy`) and then mutated in place by the sjson setters.
-
-    append/prepend: when `dest` holds nothing, the value is set. When both sides are arrays
-    (a raw array value onto an array), they are concatenated as arrays. Otherwise, like Argo,
-    both sides are joined as text — a string as is, anything else as compact JSON text, null
-    as "" (gjson's `String()`) — and the result is a string.
+    For parameters applied at every firing, build a `Compiled` once instead.
     """
-    result = _json_copy(target)
-    for param in params:
-        value = resolve_value(param.src, events)
-        if value is paths.MISSING:
-            continue
-        if param.operation != "overwrite":
-            current = paths.compile(param.dest).get(result)
-            value = _combine(current, value, append=param.operation == "append")
-        try:
-            result = param.dest_path.set(result, value)
-        except errors.ExpressionError as exc:
-            raise errors.PermanentTriggerError(
-                f"parameter dest {param.dest!r}: {exc.reason} in this template"
-            ) from None
-    return result
+    return Compiled(params).apply(events, target)
+
+
+Resolve = Callable[[Mapping[str, events.Event]], Any]
+
+
+class Compiled:
+    """Parameters prepared once for many firings: the HTTP trigger's payload is applied to
+    every event, so paths, dests and the choice of source are looked up here, not per firing.
+
+    `apply` is `apply()` (the rules in the module docstring, in the same order): a key-only
+    source is resolved inline, any other source by `resolve_value`, which also words every
+    error, so the two cannot drift apart.
+    """
+
+    __slots__ = ("_steps",)
+
+    def __init__(self, params: Sequence[TriggerParameter]) -> None:
+        self._steps = tuple(
+            (_resolver(p.src), p, p.dest_path, p.dest_path.single_key) for p in params
+        )
+
+    def apply(self, events: Mapping[str, events.Event], target: Any) -> Any:
+        """A copy of `target` with every parameter applied in order; `target` is not changed.
+
+        The template belongs to the (frozen, shared) manifest, so it is deep-copied once per
+        firing (`_json_copy`) and then mutated in place by the sjson setters.
+
+        append/prepend: when `dest` holds nothing, the value is set. When both sides are
+        arrays (a raw array value onto an array), they are concatenated as arrays. Otherwise,
+        like Argo, both sides are joined as text — a string as is, anything else as compact
+        JSON text, null as "" (gjson's `String()`) — and the result is a string.
+        """
+        result = _json_copy(target)
+        for resolve, param, dest, key in self._steps:
+            value = resolve(events)
+            if value is paths.MISSING:
+                continue
+            if param.operation != "overwrite":
+                current = paths.compile(param.dest).get(result)
+                value = _combine(current, value, append=param.operation == "append")
+            if key is not None and type(result) is dict:
+                result[key] = value  # `dest` is one object key: what `set` would do
+                continue
+            try:
+                result = dest.set(result, value)
+            except errors.ExpressionError as exc:
+                raise errors.PermanentTriggerError(
+                    f"parameter dest {param.dest!r}: {exc.reason} in this template"
+                ) from None
+        return result
+
+
+def _resolver(src: TriggerParameterSource) -> Resolve:
+    """`resolve_value` for `src`, inlined for the common source: one key, no template."""
+    if src.context_template is not None or src.data_template is not None:
+        return functools.partial(resolve_value, src)
+    if src.data_key is not None:
+        key, in_context = src.data_key, False
+    elif src.context_key is not None:
+        key, in_context = src.context_key, True
+    else:
+        return functools.partial(resolve_value, src)
+    path = paths.compile(key)
+    dependency, default, raw = src.dependency_name, src.value, src.use_raw_data
+    missing = paths.MISSING
+
+    def resolve(events: Mapping[str, events.Event]) -> Any:
+        event = events.get(dependency)
+        if event is None:
+            return default if default is not None else missing
+        found = path.get(event.context() if in_context else event.data)
+        if found is missing:
+            # The default, or the error: worded in one place.
+            return resolve_value(src, events)
+        if raw or isinstance(found, str):
+            return found
+        return _json_text(found)
+
+    return resolve
 
 
 def _json_copy(value: Any) -> Any:
@@ -259,6 +319,7 @@ def _json_text(value: Any) -> str:
 
 
 __all__ = [
+    "Compiled",
     "Operation",
     "TriggerParameter",
     "TriggerParameterSource",

@@ -50,11 +50,16 @@ class DestPath:
     sjson does; a key that cannot apply (a name on an array) raises errors.ExpressionError.
     """
 
-    __slots__ = ("_keys", "text")
+    __slots__ = ("_keys", "single_key", "text")
 
     def __init__(self, text: str, keys: Sequence[_DestKey]) -> None:
         self.text = text
         self._keys = tuple(keys)
+        only = self._keys[0] if len(self._keys) == 1 else None
+        # The name when this path is one object key: on a dict, `set` is `data[name] = value`.
+        self.single_key = (
+            only.name if only is not None and only.index is None and not only.append else None
+        )
 
     def _mismatch(self, key: _DestKey) -> errors.ExpressionError:
         return errors.ExpressionError(
