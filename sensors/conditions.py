@@ -105,8 +105,13 @@ def _referenced(node: _Node) -> frozenset[str]:
     return frozenset().union(*(_referenced(operand) for operand in node.operands))
 
 
+_AS_IS: tuple[type, ...] = (set, frozenset, type({}.keys()))
+
+
 def _as_set(satisfied: Collection[str] | Mapping[str, bool]) -> Collection[str]:
-    if type(satisfied) is set or type(satisfied) is frozenset:
+    # Predicates only test membership and pass the collection to frozenset methods, which
+    # take any iterable: a dict's keys (the sensor's state) need no copy.
+    if type(satisfied) in _AS_IS:
         return satisfied
     if isinstance(satisfied, Mapping):
         return {name for name, value in satisfied.items() if value}

@@ -41,11 +41,18 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 def trigger_key(*, sensor: str, trigger: str, contributing: dict[str, events.Event]) -> str:
-    """Stable id of one firing: the same events for the same trigger give the same key."""
-    h = hashlib.sha256(f"{sensor}\0{trigger}".encode())
-    for name in sorted(contributing):
-        h.update(f"\0{name}={contributing[name].id}".encode())
-    return h.hexdigest()[:32]
+    """Stable id of one firing: the same events for the same trigger give the same key.
+
+    sha256 of `sensor \0 trigger` then `\0 name=event-id` per contributing dependency, in
+    name order. Records persist these keys: the bytes hashed must never change.
+    """
+    if len(contributing) == 1:
+        ((name, event),) = contributing.items()
+        text = f"{sensor}\0{trigger}\0{name}={event.id}"
+    else:
+        parts = "".join(f"\0{name}={contributing[name].id}" for name in sorted(contributing))
+        text = f"{sensor}\0{trigger}{parts}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -106,7 +113,7 @@ class _Trigger:
         self.event_to_fire = metrics.EVENT_TO_FIRE_SECONDS.labels(*labels)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class _Plan:
     """A firing decided on the decision path, to run on the await path.
 
@@ -115,11 +122,15 @@ class _Plan:
     acknowledged): a firing made of the handled message alone is fully described by that
     message, which stays unacknowledged until the firing ends — after a crash, its
     redelivery fires again with the same trigger key, which is what the record would do.
+
+    `done` is made only for someone who waits for the firing to end (a redelivered event
+    that this firing consumed); most firings are never waited for.
     """
 
     trigger: _Trigger
     firing: triggers_base.Firing
     recorded: bool
+    done: asyncio.Future[None] | None = None
 
 
 class SensorRunner:
@@ -160,12 +171,14 @@ class SensorRunner:
         self._index: dict[tuple[str, str], list[_Dependency]] = {}
         self._triggers: list[_Trigger] = []
         self._by_dep: dict[str, list[_Trigger]] = {}
-        # Firings in flight by trigger key; the future ends (or is cancelled) with the firing.
-        self._pending: dict[str, asyncio.Future[None]] = {}
+        # Firings in flight by trigger key.
+        self._pending: dict[str, _Plan] = {}
         self._consumed: dict[str, str] = {}  # event id -> trigger key of its open firing record
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscription: bus_base.Subscription | None = None
         self.rejections: collections.deque[RejectedEvent] = collections.deque(maxlen=50)
+        self._settle_name = f"sensor-{self.name}-settle"  # task names, made once
+        self._ack_name = f"sensor-{self.name}-ack"
         self.ready = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -309,7 +322,7 @@ class SensorRunner:
             else:
                 self._reject(dep, event, str(rejection))
         if not accepted:
-            self._spawn(msg.ack(), f"sensor-{self.name}-ack")
+            self._spawn(msg.ack(), self._ack_name)
             return
         changes: dict[str, bytes | None] = {}
         plans: list[_Plan] = []
@@ -329,7 +342,7 @@ class SensorRunner:
                         data = raw[id(seen)] = seen.to_bytes()
                     changes[f"state/{trig.name}/{dep.name}"] = data
                     trig.persisted.add(dep.name)
-        self._spawn(self._settle(msg, changes, plans), f"sensor-{self.name}-settle")
+        self._spawn(self._settle(msg, changes, plans), self._settle_name)
 
     def _fire(
         self, trig: _Trigger, changes: dict[str, bytes | None], event: events.Event
@@ -358,11 +371,11 @@ class SensorRunner:
         return self._plan(trig, firing, recorded=recorded)
 
     def _plan(self, trig: _Trigger, firing: triggers_base.Firing, *, recorded: bool) -> _Plan:
-        self._pending[firing.key] = asyncio.get_running_loop().create_future()
+        plan = self._pending[firing.key] = _Plan(trig, firing, recorded)
         if recorded:
             for e in firing.events.values():
                 self._consumed[e.id] = firing.key
-        return _Plan(trigger=trig, firing=firing, recorded=recorded)
+        return plan
 
     def _reject(self, dep: _Dependency, event: events.Event, reason: str) -> None:
         dependency = dep.name
@@ -423,7 +436,8 @@ class SensorRunner:
         self._finish(plan, cancelled=False)
 
     def _finish(self, plan: _Plan, *, cancelled: bool) -> None:
-        fut = self._pending.pop(plan.firing.key, None)
+        self._pending.pop(plan.firing.key, None)
+        fut = plan.done
         if fut is not None and not fut.done():
             if cancelled:
                 fut.cancel()
@@ -446,8 +460,11 @@ class SensorRunner:
             await self._store.write({f"firing/{p.firing.key}": None for p in plans})
 
     async def _ack_when_done(self, msg: bus_base.Message, key: str) -> None:
-        fut = self._pending.get(key)
-        if fut is not None:
+        plan = self._pending.get(key)
+        if plan is not None:
+            fut = plan.done
+            if fut is None:
+                fut = plan.done = asyncio.get_running_loop().create_future()
             await asyncio.wait([fut])
             if fut.cancelled():
                 return  # shutting down: the message is redelivered with the record
@@ -462,13 +479,12 @@ class SensorRunner:
             trig.main, firing, sleep=self._sleep, retried=trig.retried
         )
         if failure is None:
+            trig.seconds.observe(time.monotonic() - started)
             trig.fired.inc()
             self.fired_total += 1
-            self.last_fired = time.time()
-            trig.seconds.observe(time.monotonic() - started)
-            times = [e.time for e in firing.events.values()]
-            newest = times[0] if len(times) == 1 else max(times)
-            trig.event_to_fire.observe(max(0.0, time.time() - newest.timestamp()))
+            self.last_fired = now = time.time()
+            newest = max(e.time for e in firing.events.values())
+            trig.event_to_fire.observe(max(0.0, now - newest.timestamp()))
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("trigger fired", extra=executing.log_fields(firing))
             return

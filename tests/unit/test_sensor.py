@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import hashlib
 import pathlib
 import socket
 import time
@@ -273,6 +274,17 @@ def test_trigger_key_depends_on_sensor_trigger_and_event_ids() -> None:
     assert k != running.trigger_key(
         sensor="s", trigger="t", contributing={"a": ev("1"), "b": ev("3")}
     )
+
+
+def test_trigger_keys_of_earlier_releases_are_kept() -> None:
+    # Firing records persist keys across upgrades: the same events must give the same key.
+    def ev(i: str) -> events.Event:
+        return events.Event(id=i, source="g", subject="e", type="webhook", data=None)
+
+    one = running.trigger_key(sensor="s", trigger="t", contributing={"d": ev("e1")})
+    assert one == hashlib.sha256(b"s\0t\0d=e1").hexdigest()[:32]
+    two = running.trigger_key(sensor="s", trigger="t", contributing={"b": ev("2"), "a": ev("1")})
+    assert two == hashlib.sha256(b"s\0t\0a=1\0b=2").hexdigest()[:32]
 
 
 async def test_transform_runs_before_filters_and_triggers_see_its_result(target: Target) -> None:
