@@ -264,9 +264,11 @@ class WebhookSource:
             content = request.content
             try:
                 if content.is_eof():
-                    # The whole body arrived with the headers (the common case): reading it
-                    # cannot wait, so it needs no timer.
-                    raw = await self._read_body(content, length)
+                    # The whole body arrived with the headers (the common case): it is all in
+                    # the buffer, so it is taken at once, with no timer and no await.
+                    raw = content.read_nowait()
+                    if len(raw) > self._max:
+                        raw = None
                 else:
                     # A client trickling its body must not hold a request (and memory) forever.
                     async with asyncio.timeout(BODY_TIMEOUT):

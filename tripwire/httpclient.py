@@ -54,6 +54,9 @@ _REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELE
 _IDEMPOTENCY_HEADERS = frozenset({"idempotency-key", "x-idempotency-key"})
 _SENSITIVE_ON_REDIRECT = frozenset({"authorization", "cookie", "www-authenticate"})
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
+# Lengths of the response headers the parser acts on: connection, content-length,
+# transfer-encoding.
+_FRAMING_NAME_LENGTHS = frozenset({10, 14, 17})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
@@ -244,6 +247,8 @@ class _Reader:
                 raise ProtocolError(f"invalid header line {line[:80]!r}")
             value = value.strip(" \t")
             headers.append((name, value))
+            if len(name) not in _FRAMING_NAME_LENGTHS:
+                continue  # cannot be one of the three below: no need to lower it
             lower = name.lower()
             if lower == "content-length":
                 lengths.add(value)
@@ -443,7 +448,6 @@ class Client:
         self._limit = limit
         self._keepalive = keepalive
         self._connect_timeout = connect_timeout
-        self._user_agent = user_agent
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._connecting = 0
@@ -451,7 +455,10 @@ class Client:
         self._ssl: dict[bool, ssl.SSLContext] = {}
         self._closed = False
         self._urls: dict[str, yarl.URL] = {}
-        self._valid_names: set[str] = set()
+        self._user_agent_line = f"User-Agent: {user_agent}\r\n"
+        # Caches of the encoder (bounded): validated header names, lowered; request starts.
+        self._lowered: dict[str, str] = {}
+        self._starts: dict[tuple[str, yarl.URL], tuple[str, str, str | None]] = {}
 
     @property
     def open_connections(self) -> int:
@@ -502,21 +509,7 @@ class Client:
         # A deadline rather than `asyncio.timeout`: the common path then costs one timer on the
         # response future instead of a context manager that reschedules around every await.
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        return await self._follow(
-            method, target, pairs, body, verify, max_body, max_redirects, deadline
-        )
-
-    async def _follow(
-        self,
-        method: str,
-        url: yarl.URL,
-        headers: list[tuple[str, str]],
-        body: bytes | None,
-        verify: bool,
-        max_body: int,
-        max_redirects: int,
-        deadline: float | None,
-    ) -> Response:
+        url, headers = target, pairs
         for _ in range(max_redirects + 1):
             response = await self._exchange(method, url, headers, body, verify, max_body, deadline)
             location = response.header("Location") if response.status in _REDIRECTS else None
@@ -559,7 +552,10 @@ class Client:
         origin = _Origin(scheme, host, port, verify or scheme == "http")
         head_request = method == "HEAD"
         loop = asyncio.get_running_loop()
-        conn, reused = await self._acquire(origin, deadline)
+        conn = self._take_idle(origin, loop.time())
+        reused = conn is not None
+        if conn is None:
+            conn, reused = await self._acquire(origin, deadline)
         while True:
             future = conn.send(data, head_request=head_request, max_body=max_body)
             timer = None if deadline is None else loop.call_at(deadline, _expire, future)
@@ -596,6 +592,45 @@ class Client:
         self, method: str, url: yarl.URL, headers: list[tuple[str, str]], body: bytes | None
     ) -> tuple[bytes, bool]:
         """The request's bytes, and whether it may be sent twice (see `_exchange`)."""
+        start = self._starts.get((method, url))
+        if start is None:
+            start = self._start(method, url)
+        request_line, host_line, auth_line = start
+        parts = [request_line]
+        given: set[str] = set()
+        lowered = self._lowered
+        for name, value in headers:
+            lower = lowered.get(name)
+            if lower is None:
+                # A name seen for the first time: checked once, then remembered (bounded).
+                if not _TOKEN.fullmatch(name):
+                    raise InvalidRequestError(f"invalid header name {name!r}")
+                lower = name.lower()
+                if len(lowered) < 1024:
+                    lowered[name] = lower
+            if lower in _FRAMING_HEADERS:
+                continue  # the body's framing is this client's to write
+            if "\r" in value or "\n" in value or "\x00" in value:
+                raise InvalidRequestError(f"header {name} has a CR, LF or NUL in its value")
+            given.add(lower)
+            parts.append(f"{name}: {value}\r\n")
+        if "host" not in given:
+            parts.insert(1, host_line)
+        if "user-agent" not in given:
+            parts.append(self._user_agent_line)
+        if "accept" not in given:
+            parts.append("Accept: */*\r\n")
+        if auth_line is not None and "authorization" not in given:
+            parts.append(auth_line)
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            parts.append(f"Content-Length: {len(body) if body else 0}\r\n")
+        parts.append("\r\n")
+        head = "".join(parts).encode("utf-8")
+        replayable = method in _REPLAYABLE_METHODS or not _IDEMPOTENCY_HEADERS.isdisjoint(given)
+        return (head + body if body else head), replayable
+
+    def _start(self, method: str, url: yarl.URL) -> tuple[str, str, str | None]:
+        """Request line, Host line and URL-credentials line of `method url` (cached, bounded)."""
         if not _TOKEN.fullmatch(method):
             raise InvalidRequestError(f"invalid method {method!r}")
         path = url.raw_path or "/"
@@ -606,36 +641,12 @@ class Client:
             host = f"[{host}]"
         if url.explicit_port is not None and not url.is_default_port():
             host = f"{host}:{url.explicit_port}"
-        parts = [f"{method} {target} HTTP/1.1\r\n"]
-        given: set[str] = set()
-        for name, value in headers:
-            lower = name.lower()
-            if lower in _FRAMING_HEADERS:
-                continue  # the body's framing is this client's to write
-            if name not in self._valid_names:
-                if not _TOKEN.fullmatch(name):
-                    raise InvalidRequestError(f"invalid header name {name!r}")
-                if len(self._valid_names) < 1024:
-                    self._valid_names.add(name)
-            if "\r" in value or "\n" in value or "\x00" in value:
-                raise InvalidRequestError(f"header {name} has a CR, LF or NUL in its value")
-            given.add(lower)
-            parts.append(f"{name}: {value}\r\n")
-        if "host" not in given:
-            parts.insert(1, f"Host: {host}\r\n")
-        if "user-agent" not in given:
-            parts.append(f"User-Agent: {self._user_agent}\r\n")
-        if "accept" not in given:
-            parts.append("Accept: */*\r\n")
-        if url.raw_user is not None and "authorization" not in given:
-            # `http://user:pass@host/`: basic auth from the URL, as Go's and aiohttp's clients do.
-            parts.append(f"Authorization: {_basic(url)}\r\n")
-        if body is not None or method in ("POST", "PUT", "PATCH"):
-            parts.append(f"Content-Length: {len(body) if body else 0}\r\n")
-        parts.append("\r\n")
-        head = "".join(parts).encode("utf-8")
-        replayable = method in _REPLAYABLE_METHODS or not _IDEMPOTENCY_HEADERS.isdisjoint(given)
-        return (head + body if body else head), replayable
+        # `http://user:pass@host/`: basic auth from the URL, as Go's and aiohttp's clients do.
+        auth = f"Authorization: {_basic(url)}\r\n" if url.raw_user is not None else None
+        start = (f"{method} {target} HTTP/1.1\r\n", f"Host: {host}\r\n", auth)
+        if len(self._starts) < 1024:
+            self._starts[(method, url)] = start
+        return start
 
     # -- the pool -------------------------------------------------------------------------
     async def _acquire(
@@ -645,14 +656,10 @@ class Client:
         while True:
             if self._closed:
                 raise HttpClientError("client is closed")
-            idle = self._idle.get(origin)
-            if idle and not fresh:
-                now = loop.time()
-                while idle:
-                    conn = idle.pop()
-                    if conn.usable(now, self._keepalive):
-                        return conn, True
-                    conn.close()
+            if not fresh:
+                conn = self._take_idle(origin, loop.time())
+                if conn is not None:
+                    return conn, True
             if len(self._open) + self._connecting < self._limit or self._evict_idle():
                 break
             waiter = loop.create_future()
@@ -668,6 +675,16 @@ class Client:
                         self._waiters.remove(waiter)
                 raise
         return await self._connect(origin, deadline), False
+
+    def _take_idle(self, origin: _Origin, now: float) -> _Connection | None:
+        """The most recently used idle connection to `origin` that is still good, if any."""
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if conn.usable(now, self._keepalive):
+                return conn
+            conn.close()
+        return None
 
     def _evict_idle(self) -> bool:
         """Close one idle connection (of any origin) to make room; False if there is none."""

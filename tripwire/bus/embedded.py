@@ -419,14 +419,12 @@ class EmbeddedBus:
         subject = f"{self.prefix}.{event.source}.{event.subject}"
         if not self.durable:
             consumers: Sequence[_Consumer] = self._by_subject.get(subject, ())
-            waited = False
             for consumer in consumers:
                 if consumer.room <= 0:
                     taken = await self._room_for(subject, event.id)
                     if taken is None:
                         return  # a duplicate
                     consumers = taken
-                    waited = True
                     break
             else:  # no consumer full: the fast path
                 if self._is_duplicate(event.id, now):
@@ -437,12 +435,8 @@ class EmbeddedBus:
             seq = self._last_seq
             for consumer in consumers:
                 consumer.offer(seq, event, live=True)
-            if not waited:
-                # One loop turn before the publisher goes on, as the journal's release does:
-                # the consumers' work (a trigger's request) leaves before the publisher's
-                # reply. Not when it waited for room: then consumers are saturated, the order
-                # buys no latency, and the extra turn would cost every event CPU.
-                await asyncio.sleep(0)
+            # No extra loop turn for the consumers to go first: it cost every event a task
+            # step (~3 µs) to put a trigger's request ~20 µs ahead of the webhook's reply.
             return
         if self._is_duplicate(event.id, now):
             return
