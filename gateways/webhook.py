@@ -262,6 +262,7 @@ class WebhookSource:
             body = None
         else:
             content = request.content
+            raw: bytes | None
             try:
                 if content.is_eof():
                     # The whole body arrived with the headers (the common case): it is all in
