@@ -466,6 +466,32 @@ async def test_too_large_by_chunked_body(h: Harness) -> None:
     await assert_still_serves(h, rec, port)
 
 
+async def test_too_large_chunked_body_arriving_with_the_headers(h: Harness) -> None:
+    # The whole request in one write: the body is complete when the handler runs, and the
+    # limit still applies to what the chunks add up to.
+    port = free_port()
+    rec = await h.source(port=port, maxPayloadSize=1000)
+    chunk = b"z" * 600
+    request = (
+        b"POST /hook HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        + (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 2
+        + b"0\r\n\r\n"
+    )
+    before = failed("too_large")
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(request)
+    await writer.drain()
+    head = await reader.read(4096)
+    writer.close()
+    await writer.wait_closed()
+    assert head.startswith(b"HTTP/1.1 413")
+    assert head.endswith(b"payload too large: limit is 1000 bytes")
+    assert rec.events == []
+    assert failed("too_large") == before + 1
+    await assert_still_serves(h, rec, port)
+
+
 async def test_malformed_json_is_400_with_the_parser_message(h: Harness) -> None:
     port = free_port()
     rec = await h.source(port=port)
