@@ -184,7 +184,11 @@ class HttpTrigger(base.PipelineTrigger[HttpRequest, HttpOutcome]):
         # The stages of `PipelineTrigger.fire` without its awaits that cannot wait: an HTTP
         # trigger resolves to its own spec and checks its policy synchronously. This is the
         # per-event path of every webhook-to-HTTP sensor.
-        resource = self.apply_parameters(HttpRequest(spec=self._spec, body=None), firing)
+        spec = self._spec
+        if spec.parameters:
+            resource = self.apply_parameters(HttpRequest(spec=spec, body=None), firing)
+        else:
+            resource = HttpRequest(spec=spec, body=self._payload.apply(firing.events, {}))
         outcome = await self.execute(resource, firing)
         self._check_policy(outcome)
         return outcome
