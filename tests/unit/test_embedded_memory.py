@@ -259,3 +259,30 @@ async def test_memory_stays_bounded_under_concurrent_publishers() -> None:
             # Nothing lost or doubled, and each publisher's events in its order.
             assert [x for x in numbers if x // 1000 == p] == [p * 1000 + k for k in range(each)]
         assert not sub.pending and not sub.blocked and sub.room == n
+
+
+async def test_publish_lets_quiet_consumers_start_first_and_busy_ones_wait() -> None:
+    # A consumer's handler starts its work in a task (as a sensor does). While the consumer
+    # holds few events, that task runs before `publish` returns (a webhook's trigger request
+    # leaves before its reply); once it holds more than `_QUIET`, publish returns at once.
+    started: list[int] = []
+
+    async def work(n: int) -> None:
+        started.append(n)
+
+    tasks: set[asyncio.Task[None]] = set()
+
+    def handler(msg: base.Message) -> None:
+        task = asyncio.get_running_loop().create_task(work(msg.event.data["n"]))
+        tasks.add(task)
+
+    async with _memory_bus(max_pending=64) as bus:
+        await bus.subscribe(consumer="c", subjects=[_subject()], handler=handler)
+        for n in range(embedded._QUIET):
+            await bus.publish(_event(n))
+            assert started == list(range(n + 1))  # its work began before publish returned
+        busy = embedded._QUIET
+        await bus.publish(_event(busy))
+        assert busy not in started  # unacknowledged events above _QUIET: no yield
+        await _until(lambda: busy in started)
+        await asyncio.gather(*tasks)
