@@ -525,6 +525,11 @@ def print_report(results: Results, figures: dict[str, Any]) -> None:
             verdict = "" if goal is None else ("  ok" if value >= goal else f"  BELOW {goal}")
             each = ", ".join(f"{v:.2f}" for v in figures["ratio_rounds"][name])
             print(f"  {name:<28} {value:6.2f}{verdict}  [{each}]")
+    if figures.get("cpu_ratios"):
+        print("  by CPU per event (baseline us/ev over Tripwire's; steadier on a noisy host):")
+        for name, value in figures["cpu_ratios"].items():
+            each = ", ".join(f"{v:.2f}" for v in figures["cpu_ratio_rounds"][name])
+            print(f"  {name:<28} {value:6.2f}  [{each}]")
     for phase, verdicts in figures.get("latency_targets", {}).items():
         print(f"  {phase:<28} " + ", ".join(verdicts))
     for rounds in results.values():
@@ -547,8 +552,28 @@ def _round_ratios(results: Results, top: str, bottom: str) -> list[float]:
     return ratios
 
 
+def _round_cpu_ratios(results: Results, top: str, bottom: str) -> list[float]:
+    """`bottom`'s CPU per event over `top`'s, per round: >1 means `top` is cheaper.
+
+    A closed-loop target is CPU-bound, so its throughput is the inverse of this cost while it
+    has a core to itself; unlike throughput, the cost hardly moves when the other processes
+    (or other tenants of the host) take CPU from it, which makes it the steadier comparison.
+    """
+    ratios = []
+    for a, b in zip(results.get(top, []), results.get(bottom, []), strict=False):
+        if a.get("target_cpu_us_per_event") and b.get("target_cpu_us_per_event"):
+            ratios.append(b["target_cpu_us_per_event"] / a["target_cpu_us_per_event"])
+    return ratios
+
+
 def derive_figures(results: Results) -> dict[str, Any]:
-    figures: dict[str, Any] = {"ratios": {}, "ratio_rounds": {}, "latency_targets": {}}
+    figures: dict[str, Any] = {
+        "ratios": {},
+        "ratio_rounds": {},
+        "cpu_ratios": {},
+        "cpu_ratio_rounds": {},
+        "latency_targets": {},
+    }
     for top, bottom, key in (
         ("durable", "baseline", "durable_ratio"),
         ("ephemeral", "baseline", "ephemeral_ratio"),
@@ -558,6 +583,10 @@ def derive_figures(results: Results) -> dict[str, Any]:
         if ratios:
             figures["ratios"][key] = _median(ratios)
             figures["ratio_rounds"][key] = ratios
+        cpu = _round_cpu_ratios(results, top, bottom)
+        if cpu and key != "log_warning_over_info":
+            figures["cpu_ratios"][f"{key}_by_cpu"] = _median(cpu)
+            figures["cpu_ratio_rounds"][f"{key}_by_cpu"] = cpu
     for phase in ("latency-durable", "latency-ephemeral", "latency-baseline"):
         rounds = [r for r in results.get(phase, []) if "p50_ms" in r]
         if not rounds:

@@ -35,6 +35,9 @@ def test_webhook_to_http_quick_run_completes_without_loss() -> None:
     report = orjson.loads(last.removeprefix("BENCH_JSON "))
     assert report["figures"]["lost_total"] == 0
     assert set(report["results"]) == {"durable", "ephemeral", "baseline"}
+    by_cpu = report["figures"]["cpu_ratios"]
+    assert set(by_cpu) == {"durable_ratio_by_cpu", "ephemeral_ratio_by_cpu"}
+    assert all(value > 0 for value in by_cpu.values())
 
 
 def test_routing_and_filter_benchmarks_run() -> None:
