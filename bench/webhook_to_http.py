@@ -556,8 +556,8 @@ def _round_cpu_ratios(results: Results, top: str, bottom: str) -> list[float]:
     """`bottom`'s CPU per event over `top`'s, per round: >1 means `top` is cheaper.
 
     A closed-loop target is CPU-bound, so its throughput is the inverse of this cost while it
-    has a core to itself; unlike throughput, the cost hardly moves when the other processes
-    (or other tenants of the host) take CPU from it, which makes it the steadier comparison.
+    has a core to itself; unlike throughput, the cost does not fall when the other processes
+    take CPU time from the target, which makes it the steadier comparison.
     """
     ratios = []
     for a, b in zip(results.get(top, []), results.get(bottom, []), strict=False):
