@@ -70,13 +70,9 @@ async def attempts(
     """
     retry = target.spec.retry_strategy
     waits = None  # made on the first failure: most firings succeed at once
-    direct = not target.spec.parameters  # the common case, one coroutine less per attempt
     for attempt in range(1, retry.steps + 1):
         try:
-            if direct:
-                await target.impl.fire(firing)
-            else:
-                await fire_once(target, firing)
+            await fire_once(target, firing)
         except errors.TemporaryTriggerError as exc:
             if attempt == retry.steps:
                 return exc
@@ -102,12 +98,19 @@ async def attempts(
     raise AssertionError("retryStrategy.steps is at least 1")
 
 
-async def fire_once(target: Target, firing: triggers_base.Firing) -> None:
-    """One attempt, with the trigger-level parameters applied to the template if any."""
+def fire_once(target: Target, firing: triggers_base.Firing) -> Awaitable[Any]:
+    """One attempt, with the trigger-level parameters applied to the template if any.
+
+    Not a coroutine itself: without parameters (the common case) the attempt is the trigger's
+    own `fire`, awaited by the caller with no frame in between.
+    """
+    if not target.spec.parameters:
+        return target.impl.fire(firing)
+    return _fire_with_parameters(target, firing)
+
+
+async def _fire_with_parameters(target: Target, firing: triggers_base.Firing) -> None:
     params = target.spec.parameters
-    if not params:
-        await target.impl.fire(firing)
-        return
     template = target.spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
     edited = trigger_parameters.apply_to_template(params, firing.events, template)
     try:

@@ -46,13 +46,8 @@ def trigger_key(*, sensor: str, trigger: str, contributing: dict[str, events.Eve
     sha256 of `sensor \0 trigger` then `\0 name=event-id` per contributing dependency, in
     name order. Records persist these keys: the bytes hashed must never change.
     """
-    if len(contributing) == 1:
-        ((name, event),) = contributing.items()
-        text = f"{sensor}\0{trigger}\0{name}={event.id}"
-    else:
-        parts = "".join(f"\0{name}={contributing[name].id}" for name in sorted(contributing))
-        text = f"{sensor}\0{trigger}{parts}"
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    parts = "".join(f"\0{name}={contributing[name].id}" for name in sorted(contributing))
+    return hashlib.sha256(f"{sensor}\0{trigger}{parts}".encode()).hexdigest()[:32]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

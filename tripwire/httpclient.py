@@ -501,15 +501,12 @@ class Client:
         """
         if self._closed:
             raise HttpClientError("client is closed")
-        target = self.url(url) if isinstance(url, str) else url
-        if isinstance(headers, list):
-            pairs = headers  # read, never changed: a redirect makes a new list
-        else:
-            pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
+        url = self.url(url) if isinstance(url, str) else url
+        if not isinstance(headers, list):  # a list is read, never changed: redirects copy it
+            headers = list(headers.items() if isinstance(headers, Mapping) else headers)
         # A deadline rather than `asyncio.timeout`: the common path then costs one timer on the
         # response future instead of a context manager that reschedules around every await.
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        url, headers = target, pairs
         for _ in range(max_redirects + 1):
             response = await self._exchange(method, url, headers, body, verify, max_body, deadline)
             location = response.header("Location") if response.status in _REDIRECTS else None
