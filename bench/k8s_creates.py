@@ -5,7 +5,7 @@ fast a sensor can launch workflows. This measures, against the real apiserver of
 `scripts/services up k8s` (KUBECONFIG, or the harness's env file), in the same run and on the
 same custom resource:
 
-- ours: `tripwire.kube.client.Client.create` on one aiohttp session, N creates with C in
+- ours: `tripwire.net.kube.client.Client.create` on one aiohttp session, N creates with C in
   flight (asyncio workers), its rate limiter set out of the way (qps=burst=10000);
 - official: `kubernetes.client.CustomObjectsApi.create_namespaced_custom_object`, the sync
   client in a `ThreadPoolExecutor` with C workers and a urllib3 pool of C connections
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tripwire.kube import client as kube_client
+from tripwire.net.kube import client as kube_client
 
 GROUP = "bench.tripwire.dev"
 VERSION = "v1"
@@ -242,7 +242,7 @@ async def main() -> int:
             mine, theirs = statistics.mean(rates["ours"]), statistics.mean(rates["official"])
             mine_cpu, theirs_cpu = statistics.mean(cpu["ours"]), statistics.mean(cpu["official"])
             print(
-                f"ours     (tripwire.kube.client, asyncio, {c} in flight): {mine:8.1f} creates/s,"
+                f"ours     (tripwire.net.kube, asyncio, {c} in flight): {mine:8.1f} creates/s,"
                 f" {mine_cpu:.2f} ms CPU/create"
             )
             print(

@@ -23,11 +23,11 @@ from typing import Any
 # (component, substrings of a frame); the first match scanning from the leaf wins.
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sqlite commit (journal thread)", ("_commit (tripwire/bus/embedded.py", "sqlite3")),
-    ("logging", ("logging/", "(tripwire/cli.py")),
+    ("logging", ("logging/", "(tripwire/app/cli.py")),
     ("metrics", ("prometheus_client",)),
     ("pydantic", ("pydantic",)),
     ("orjson", ("orjson",)),
-    ("json paths + parameters", ("tripwire/paths.py", "triggers/parameters.py")),
+    ("json paths + parameters", ("tripwire/lang/paths.py", "triggers/parameters.py")),
     ("sensor filters/conditions", ("sensors/filters.py", "sensors/conditions.py")),
     ("aiohttp client (trigger request)", ("aiohttp/client", "aiohttp/connector", "multidict")),
     (

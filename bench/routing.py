@@ -94,7 +94,7 @@ async def measure(
             await runner.start(stack)
             runners.append(runner)
         targets = [(rng.randrange(sensors) if spread else 0, rng.randrange(DEPS)) for _ in range(n)]
-        # As `tripwire run` does after start-up (tripwire/cli.py _tune_gc).
+        # As `tripwire run` does after start-up (tripwire/app/cli.py _tune_gc).
         gc.collect()
         gc.freeze()
         start = time.perf_counter()

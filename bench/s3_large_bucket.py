@@ -34,7 +34,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import s3_notify  # bench/ is on sys.path: these scripts run as `python bench/x.py`
 
 from gateways import base
-from gateways import s3 as s3_gateway
+from gateways.s3 import source as s3_gateway
 from tests import servers
 from tripwire import events
 from tripwire import secrets as tripwire_secrets

@@ -32,8 +32,9 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from gateways import base, s3_records
-from gateways import s3 as s3_gateway
+from gateways import base
+from gateways.s3 import records as s3_records
+from gateways.s3 import source as s3_gateway
 from tests import servers
 from tripwire import events
 from tripwire import secrets as tripwire_secrets

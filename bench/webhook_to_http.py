@@ -353,7 +353,7 @@ class Bench:
                 sink_url=self.sink.deliver_url,
                 filtered=not self.args.no_filter,
             )
-            argv = [self.python, "-m", "tripwire.cli", "run", str(workdir / "manifests")]
+            argv = [self.python, "-m", "tripwire.app.cli", "run", str(workdir / "manifests")]
             argv += ["--ephemeral"] if phase.ephemeral else ["--state-dir", str(workdir / "state")]
             argv += ["--metrics-port", "0", "--log-level", phase.log_level, "--grace", "5"]
         proc = self.procs.spawn(f"{phase.tag}-{phase.target}", argv, env)

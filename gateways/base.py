@@ -36,8 +36,8 @@ KINDS: dict[str, str] = {
     "webhook": "gateways.webhook:WebhookSource",
     "calendar": "gateways.calendar:CalendarSource",
     "resource": "gateways.resource:ResourceSource",
-    "s3": "gateways.s3:S3Source",
-    "minio": "gateways.s3:S3Source",  # Argo Events' name for the same source
+    "s3": "gateways.s3.source:S3Source",
+    "minio": "gateways.s3.source:S3Source",  # Argo Events' name for the same source
 }
 
 
@@ -54,7 +54,7 @@ class SourceContext:
     # Shared HTTP servers of the process (gateways.serving.Servers); typed loosely here so this
     # module does not import aiohttp for kinds that do not serve HTTP.
     servers: Any = None
-    # A started `tripwire.kube.client.Client` when the process talks to Kubernetes, else None.
+    # A started `tripwire.net.kube.client.Client` when the process talks to Kubernetes, else None.
     kube: Any = None
     # The namespace of the Gateway object (controller mode); None for `tripwire run` files.
     namespace: str | None = None

@@ -6,7 +6,7 @@ three when omitted, where Argo rejects the entry), `filter` {`prefix`, `labels`,
 `createdBy`, `afterStart`} and `metadata`. Event data keeps Argo's shape,
 `{type, body, oldBody, group, version, resource, metadata}`; `oldBody` is set for UPDATE only.
 
-Watching is `tripwire.kube.watching.Reflector`: list, then watch from the list's
+Watching is `tripwire.net.kube.watching.Reflector`: list, then watch from the list's
 resourceVersion, resume after a dropped stream, and on 410 Gone relist and report only the
 difference, so neither a reconnect nor a relist repeats or loses a change.
 
@@ -35,7 +35,7 @@ ids are derived from (gateway, entry, uid, resourceVersion, type), so the same c
 observed twice — a crash between dispatch and the state write — is dropped by the bus's
 dedupe window.
 
-The Kubernetes client: `SourceContext.kube` (a started, shared `tripwire.kube.client.Client`)
+The Kubernetes client: `SourceContext.kube` (a started, shared `tripwire.net.kube.client.Client`)
 when the process provides one; otherwise this entry builds its own from `load_config()`
 ($KUBECONFIG, ~/.kube/config, or in-cluster) and closes it on the stack.
 """
@@ -55,9 +55,10 @@ import orjson
 import pydantic
 
 from gateways import base
-from tripwire import backoff, errors, events, manifests, paths
-from tripwire.kube import client as kube_client
-from tripwire.kube import watching
+from tripwire import backoff, errors, events, manifests
+from tripwire.lang import paths
+from tripwire.net.kube import client as kube_client
+from tripwire.net.kube import watching
 
 log = logging.getLogger(__name__)
 

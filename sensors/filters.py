@@ -3,7 +3,7 @@
 Semantics follow Argo Events so its sensors port unchanged (`pkg/sensors/dependencies/filter.go`,
 docs `sensors/filters/{intro,data,expr,ctx,time}.md`). Four groups, evaluated in Argo's order:
 
-- `exprs`: govaluate expressions (`tripwire.expressions`) over `fields`, each a name bound to a
+- `exprs`: govaluate expressions (`tripwire.lang.expressions`) over `fields`, each a name bound to a
   gjson path of the event data; a referenced field whose path matches nothing fails the filter,
   and so does an evaluation error or a result other than `true`. `exprLogicalOperator`.
 - `data`: a gjson path of the event data passes when ANY of `value` matches; `string` values
@@ -38,7 +38,8 @@ from typing import Annotated, Any, Literal
 import orjson
 import pydantic
 
-from tripwire import events, expressions, manifests, paths
+from tripwire import events, manifests
+from tripwire.lang import expressions, paths
 
 Comparator = Literal["=", "!=", ">", ">=", "<", "<="]
 
@@ -57,7 +58,7 @@ LogicalOperator = Annotated[
 
 def _templates() -> Any:
     """The Go-template module, imported only by sensors that use data filter `template`."""
-    return importlib.import_module("tripwire.templates")
+    return importlib.import_module("tripwire.lang.templates")
 
 
 class DataFilter(manifests.Model):

@@ -32,8 +32,9 @@ import orjson
 from sensors import conditions, executing, filters, limiting, transforms
 from sensors import manifest as sensor_manifest
 from triggers import base as triggers_base
-from tripwire import errors, events, httpclient, metrics, schedules, secrets
+from tripwire import errors, events, metrics, schedules, secrets
 from tripwire.bus import base as bus_base
+from tripwire.net import httpclient
 
 log = logging.getLogger(__name__)
 

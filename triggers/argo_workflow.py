@@ -42,7 +42,7 @@ import pydantic
 from triggers import base, k8s, sources
 from triggers import parameters as params  # a spec field is called `parameters`
 from tripwire import errors, manifests
-from tripwire.kube import client as kube_client
+from tripwire.net.kube import client as kube_client
 
 JSON = kube_client.JSON
 API_VERSION = "argoproj.io/v1alpha1"

@@ -26,7 +26,8 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import aiohttp
 import pydantic
 
-from tripwire import events, httpclient, secrets
+from tripwire import events, secrets
+from tripwire.net import httpclient
 
 KINDS: dict[str, str] = {
     "log": "triggers.log:LogTrigger",
@@ -58,7 +59,7 @@ class TriggerContext:
     http: httpclient.Client | None = None
     # The trigger-level `policy` block of the manifest (kinds read their own part of it).
     policy: Any = None
-    # A started `tripwire.kube.client.Client` when the process talks to Kubernetes, else None.
+    # A started `tripwire.net.kube.client.Client` when the process talks to Kubernetes, else None.
     kube: Any = None
     # The namespace of the Sensor object (controller mode); None for `tripwire run` files.
     namespace: str | None = None

@@ -6,7 +6,7 @@ redelivered event cannot be acted on twice by a server that honours the header, 
 are classified so the sensor runtime knows whether to retry (5xx, 408, 429, timeouts, refused
 connections; `Retry-After` becomes the delay) or to give up (other 4xx, policy rejections).
 
-All triggers of a process share one `tripwire.httpclient.Client` (`TriggerContext.http`): its
+All triggers of a process share one `tripwire.net.httpclient.Client` (`TriggerContext.http`): its
 connection pool keeps connections alive across firings, which matters at thousands of
 firings per second; a connection per request would pay a TCP (and TLS) handshake every time.
 That client, not aiohttp's, because this request is the one client call made per event: it
@@ -30,7 +30,8 @@ import yarl
 
 from triggers import base, policies
 from triggers import parameters as params  # a spec field is called `parameters`
-from tripwire import errors, httpclient, manifests, secrets
+from tripwire import errors, manifests, secrets
+from tripwire.net import httpclient
 
 _BODY_CAP = 64 * 1024  # read at most this much of a response: we only keep an excerpt
 _OUTCOME_EXCERPT = 1024

@@ -2,7 +2,7 @@
 
 Argo Events' `StandardK8STrigger` (`source`, `operation`, `parameters`, `patchStrategy`,
 `liveObject`) with the trigger `policy.k8s` block, talking to the apiserver through our own
-raw-JSON client (`tripwire.kube.client`): a firing is one or two HTTP requests on a pooled
+raw-JSON client (`tripwire.net.kube.client`): a firing is one or two HTTP requests on a pooled
 connection, with no generated model objects to build — what keeps thousands of firings per
 second possible.
 
@@ -27,7 +27,7 @@ merge patch, or the template's `patch` list as a JSON patch. `delete` treats 404
 labels / status conditions say it succeeded. Shared pieces (`KubeAccess`, `create_once`,
 `wait_for_policy`, `failure`) are used by the `argoWorkflow` kind too.
 
-The client: the process shares one started `tripwire.kube.client.Client`, handed over as
+The client: the process shares one started `tripwire.net.kube.client.Client`, handed over as
 `TriggerContext.kube` (the runtime starts it because these kinds declare `uses_kubernetes`).
 Where there is none (a trigger built by hand, a tool, a test), `KubeAccess.start` builds the
 trigger's own client from the kubeconfig (`$KUBECONFIG`, `~/.kube/config`, or the pod's
@@ -53,7 +53,7 @@ import pydantic
 from triggers import base, policies, sources
 from triggers import parameters as params  # a spec field is called `parameters`
 from tripwire import errors, manifests
-from tripwire.kube import client as kube_client
+from tripwire.net.kube import client as kube_client
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ Value rule (Argo `ResolveParamValue` + `getValueByKey` + `ApplyParams`):
   text unless `useRawData`); Argo marshals its Go struct, which base64-encodes `data` — a quirk
   that nobody can use, so it is not copied.
 
-`dataTemplate`/`contextTemplate` are Go templates with sprig functions (`tripwire.templates`),
+`dataTemplate`/`contextTemplate` are Go templates with sprig functions (`tripwire.lang.templates`),
 rendered over `{"Input": <event data or context>}` and parsed when the manifest is validated,
 so a syntax error or an unknown function is a load-time field error. As in Argo
 (`getValueWithTemplate`), a template that fails to render or renders "" fails, and the key and
@@ -49,7 +49,8 @@ from typing import Any, Literal
 import orjson
 import pydantic
 
-from tripwire import dests, errors, events, manifests, paths, templates
+from tripwire import errors, events, manifests
+from tripwire.lang import dests, paths, templates
 
 Operation = Literal["overwrite", "append", "prepend"]
 

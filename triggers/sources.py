@@ -41,7 +41,7 @@ import yaml
 import yarl
 
 from tripwire import errors, manifests, secrets
-from tripwire.kube import client as kube_client
+from tripwire.net.kube import client as kube_client
 
 DEFAULT_MAX_BYTES = 1 << 20
 DEFAULT_TIMEOUT = 10.0

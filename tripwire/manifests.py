@@ -2,7 +2,7 @@
 
 Users write YAML by hand; when it is wrong they need `file:line: field.path: what was expected`,
 every problem at once, never a traceback. This module knows nothing of the kinds: the caller
-hands it the model per `kind` (see `tripwire.documents`). It also holds the model base class
+hands it the model per `kind` (see `tripwire.app.documents`). It also holds the model base class
 and the Kubernetes-style metadata every manifest shares.
 """
 

@@ -68,7 +68,7 @@ async def tripwire_run(
     metrics_port = free_port()
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tripwire.cli", "run", *map(str, paths),
+            sys.executable, "-m", "tripwire.app.cli", "run", *map(str, paths),
             "--state-dir", str(state_dir), "--metrics-port", str(metrics_port),
             "--grace", "5",
             stdout=out, stderr=out, cwd=REPO,
@@ -190,7 +190,7 @@ async def test_quickstart_fires_the_http_trigger_with_its_parameterized_payload(
         assert "Traceback" not in out
         # "Why didn't the dev push fire?" — answered by `tripwire explain`.
         explain = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tripwire.cli", "explain", "deploy",
+            sys.executable, "-m", "tripwire.app.cli", "explain", "deploy",
             "--url", f"http://127.0.0.1:{tw.metrics_port}",
             stdout=asyncio.subprocess.PIPE, cwd=REPO,
         )  # fmt: skip

@@ -1,7 +1,7 @@
 """`tripwire controller` against the real kube-apiserver, as users run it: kubectl and a process.
 
 Each test has its own namespace (objects, Lease, Workflows), state dir and ports, and runs the
-controller as a subprocess (`python -m tripwire.cli controller --namespace NS`) so SIGKILL,
+controller as a subprocess (`python -m tripwire.app.cli controller --namespace NS`) so SIGKILL,
 restart and a second replica are real. What they show (issue 4):
 
 - the CRDs apply cleanly, server-side validation names the bad field, and `kubectl get gw,sn`
@@ -36,8 +36,8 @@ from aiohttp import web
 
 from tests.servers import KubeEndpoint
 from tripwire import errors, secrets
-from tripwire.controller import secrets as kube_secrets
-from tripwire.kube import client as kube_client
+from tripwire.app.controller import secrets as kube_secrets
+from tripwire.net.kube import client as kube_client
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ARGO_CRDS = REPO / "tests" / "integration" / "crds" / "argo-workflows.yaml"
@@ -169,7 +169,7 @@ async def controller(
         args.append("--no-leader-election")
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tripwire.cli", *args, stdout=out, stderr=out, cwd=REPO
+            sys.executable, "-m", "tripwire.app.cli", *args, stdout=out, stderr=out, cwd=REPO
         )
     ctl = Controller(proc=proc, metrics_port=metrics_port, log=log, identity=identity)
     try:

@@ -27,9 +27,10 @@ import yaml
 from sensors import manifest as sensor_manifest
 from tests import servers
 from triggers import base, k8s, policies
-from tripwire import documents, errors, events
+from tripwire import errors, events
 from tripwire import secrets as tw_secrets
-from tripwire.kube import client as kube_client
+from tripwire.app import documents
+from tripwire.net.kube import client as kube_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.k8s]
 

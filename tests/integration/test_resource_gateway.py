@@ -39,7 +39,7 @@ import pytest
 from gateways import base, resource
 from tests import servers
 from tripwire import events, secrets
-from tripwire.kube import client as kube_client
+from tripwire.net.kube import client as kube_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.k8s]
 

@@ -25,8 +25,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateways import base, s3_records
-from gateways import s3 as s3_gateway
+from gateways import base
+from gateways.s3 import records as s3_records
+from gateways.s3 import source as s3_gateway
 from tests import servers
 from triggers import sources
 from tripwire import errors, events, secrets

@@ -20,7 +20,8 @@ import pytest
 
 from gateways import base, calendar
 from gateways import manifest as gateway_manifest
-from tripwire import cli, errors, events, manifests, secrets
+from tripwire import errors, events, manifests, secrets
+from tripwire.app import cli
 from tripwire.bus import embedded
 
 UTC = datetime.UTC

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tripwire.controller import reconciling, status
+from tripwire.app.controller import reconciling, status
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 

@@ -17,7 +17,8 @@ import pydantic
 import pytest
 import yaml
 
-from tripwire import cli, crdgen, manifests
+from tripwire import manifests
+from tripwire.app import cli, crdgen
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart" / "quickstart.yaml"

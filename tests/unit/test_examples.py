@@ -11,7 +11,7 @@ import pathlib
 
 import pytest
 
-from tripwire import documents
+from tripwire.app import documents
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 

@@ -6,7 +6,8 @@ import socket
 
 import pytest
 
-from tripwire import errors, explaining
+from tripwire import errors
+from tripwire.app import explaining
 
 
 def test_render_says_what_is_missing_and_why_events_were_rejected() -> None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tripwire import errors, expression_parsing, expressions
+from tripwire import errors
+from tripwire.lang import expression_parsing, expressions
 
 
 def _eval(text: str, **variables: Any) -> Any:

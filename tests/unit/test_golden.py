@@ -34,7 +34,8 @@ import pytest
 import yaml
 
 from triggers import parameters
-from tripwire import errors, events, templates
+from tripwire import errors, events
+from tripwire.lang import templates
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 UPDATE = os.environ.get("TRIPWIRE_UPDATE_GOLDEN") == "1"

@@ -20,7 +20,8 @@ import pytest
 from aiohttp import web
 
 from triggers import base, http, policies
-from tripwire import errors, events, httpclient, secrets
+from tripwire import errors, events, secrets
+from tripwire.net import httpclient
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from tripwire import httpclient
+from tripwire.net import httpclient
 
 
 @dataclasses.dataclass

@@ -18,8 +18,9 @@ import pydantic
 import pytest
 
 from triggers import argo_workflow, base, k8s, policies, sources
-from tripwire import cli, errors, events, secrets
-from tripwire.kube import client as kube_client
+from tripwire import errors, events, secrets
+from tripwire.app import cli
+from tripwire.net.kube import client as kube_client
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from tripwire.kube import client as kube_client
+from tripwire.net.kube import client as kube_client
 
 
 def _port() -> int:

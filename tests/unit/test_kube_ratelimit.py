@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tripwire.kube import client as kube_client
+from tripwire.net.kube import client as kube_client
 
 
 class FakeTime:

@@ -21,8 +21,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tripwire.kube import client as kube_client
-from tripwire.kube import watching
+from tripwire.net.kube import client as kube_client
+from tripwire.net.kube import watching
 
 NS = "demo"
 

@@ -13,7 +13,7 @@ import tomllib
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-PACKAGES = ["tripwire", "tripwire.bus", "tripwire.kube", "gateways", "sensors", "triggers"]
+PACKAGES = ["tripwire", "tripwire.bus", "tripwire.net.kube", "gateways", "sensors", "triggers"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from tripwire.controller import leading
-from tripwire.kube import client as kube_client
+from tripwire.app.controller import leading
+from tripwire.net.kube import client as kube_client
 
 DURATION = 15.0
 

@@ -19,7 +19,7 @@ import textwrap
 import pytest
 
 from triggers import base as triggers_base
-from tripwire import cli
+from tripwire.app import cli
 
 # Every registered trigger kind, in registry order, as the message lists them.
 KINDS = ", ".join(triggers_base.KINDS)
@@ -461,7 +461,7 @@ def test_run_with_a_bad_manifest_starts_nothing(tmp_path: pathlib.Path) -> None:
     state = tmp_path / "state"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "tripwire.cli", "run", str(path), "--state-dir", str(state)],
+        [sys.executable, "-m", "tripwire.app.cli", "run", str(path), "--state-dir", str(state)],
         capture_output=True,
         text=True,
         timeout=20,

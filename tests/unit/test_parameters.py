@@ -10,7 +10,8 @@ import pydantic
 import pytest
 
 from triggers import parameters
-from tripwire import errors, events, paths
+from tripwire import errors, events
+from tripwire.lang import paths
 
 DATA: dict[str, Any] = {
     "body": {

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tripwire import dests, paths
 from tripwire.errors import ExpressionError
+from tripwire.lang import dests, paths
 
 GJSON_DOC: Any = json.loads(
     """

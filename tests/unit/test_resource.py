@@ -17,7 +17,7 @@ import pytest
 
 from gateways import base, resource
 from tripwire import errors, events, secrets
-from tripwire.kube import watching
+from tripwire.net.kube import watching
 
 from .test_kube_watching import NS, FakeApiserver, serving
 

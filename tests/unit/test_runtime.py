@@ -10,7 +10,7 @@ import aiohttp
 
 from gateways import manifest as gateway_manifest
 from sensors import manifest as sensor_manifest
-from tripwire import runtime
+from tripwire.app import runtime
 
 
 def _port() -> int:

@@ -8,10 +8,13 @@ from typing import Any
 import pydantic
 import pytest
 
-from gateways import base, s3_listing, s3_records
-from gateways import s3 as s3_gateway
+from gateways import base
+from gateways.s3 import listing as s3_listing
+from gateways.s3 import records as s3_records
+from gateways.s3 import source as s3_gateway
 from triggers import parameters, sources
-from tripwire import documents, events
+from tripwire import events
+from tripwire.app import documents
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,8 @@ from typing import Any
 import pydantic
 import pytest
 
-from tripwire import errors, paths, templates
+from tripwire import errors
+from tripwire.lang import paths, templates
 
 DATA: dict[str, Any] = {"Input": {"body": {"ref": "refs/heads/main", "n": 3, "tags": ["a"]}}}
 

@@ -1,4 +1,4 @@
-"""The tokens of a Go template, for the parser in `tripwire.templates`.
+"""The tokens of a Go template, for the parser in `tripwire.lang.templates`.
 
 Go's `text/template` lexes text and `{{ }}` actions (with `{{-`/`-}}` trim markers and
 `{{/* */}}` comments) before it parses; this module does the same, so the parser reads a flat

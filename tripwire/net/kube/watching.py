@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Literal
 
 from tripwire import backoff
-from tripwire.kube import client as kube_client
+from tripwire.net.kube import client as kube_client
 
 log = logging.getLogger(__name__)
 

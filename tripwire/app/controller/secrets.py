@@ -16,7 +16,7 @@ import binascii
 
 from tripwire import errors
 from tripwire import secrets as local_secrets
-from tripwire.kube import client as kube_client
+from tripwire.net.kube import client as kube_client
 
 SECRETS = kube_client.Resource(
     group="", version="v1", plural="secrets", kind="Secret", namespaced=True

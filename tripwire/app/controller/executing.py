@@ -2,7 +2,7 @@
 
 The reconciler decides *what* should run (the valid objects of each namespace) and asks an
 executor to make it so; it never touches a runtime. Today the executor runs everything inside
-the controller process — one `tripwire.runtime.Runtime` per namespace, exactly what
+the controller process — one `tripwire.app.runtime.Runtime` per namespace, exactly what
 `tripwire run` uses — and a later mode will create one Deployment (+ Service) per object running
 `tripwire gateway NAME` / `tripwire sensor NAME` on the distributed bus: that mode implements
 the same three calls.
@@ -36,9 +36,10 @@ import aiohttp
 from gateways import manifest as gateway_manifest
 from gateways import serving
 from sensors import manifest as sensor_manifest
-from tripwire import errors, runtime
-from tripwire.controller import secrets, status
-from tripwire.kube import client as kube_client
+from tripwire import errors
+from tripwire.app import runtime
+from tripwire.app.controller import secrets, status
+from tripwire.net.kube import client as kube_client
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,11 @@ from gateways import serving
 from sensors import manifest as sensor_manifest
 from sensors import running
 from triggers import base as triggers_base
-from tripwire import __version__, backoff, errors, events, httpclient, metrics, secrets
+from tripwire import __version__, backoff, errors, events, metrics, secrets
 from tripwire.bus import base as bus_base
 from tripwire.bus import embedded
-from tripwire.kube import client as kube_client
+from tripwire.net import httpclient
+from tripwire.net.kube import client as kube_client
 
 log = logging.getLogger(__name__)
 

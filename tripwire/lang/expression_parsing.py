@@ -1,10 +1,10 @@
 """The syntax of govaluate expressions: tokens, the tree, and the parser that builds it.
 
-`tripwire.expressions` compiles a tree into closures and defines what each operator does with
+`tripwire.lang.expressions` compiles a tree into closures and defines what each operator does with
 values; reading the text is a separate concern with its own rules (token boundaries, escapes,
 precedence, associativity), so it lives here, and the tree classes are the whole interface
 between the two. Precedence and associativity follow govaluate, as described in
-`tripwire.expressions`. Mistakes raise `errors.ExpressionError` with the 0-based position.
+`tripwire.lang.expressions`. Mistakes raise `errors.ExpressionError` with the 0-based position.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 Argo registers `sprig.HermeticTxtFuncMap` (no env, expandenv, random, uuid, now/date,
 getHostByName) next to Go's builtins, so sensors ported from Argo call sprig by name. This module
 is that table, `FUNCTIONS`, minus the crypto/semver/date/case-conversion helpers. It is kept
-apart from the engine (`tripwire.templates`) because it is a long list of small, independent
+apart from the engine (`tripwire.lang.templates`) because it is a long list of small, independent
 functions that grows by itself, while the engine changes rarely; both share the value rules in
-`tripwire.govalues`. A function raises `govalues.FailureError` for a wrong argument; the engine
+`tripwire.lang.govalues`. A function raises `govalues.FailureError` for a wrong argument; the engine
 reports it with the action's position.
 """
 
@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from tripwire import govalues
+from tripwire.lang import govalues
 
 # --------------------------------------------------------------------------------------------
 # sprig: strings.

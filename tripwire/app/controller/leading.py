@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from tripwire.kube import client as kube_client
+from tripwire.net.kube import client as kube_client
 
 log = logging.getLogger(__name__)
 

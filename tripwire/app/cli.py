@@ -24,9 +24,10 @@ from typing import Any
 import orjson
 
 import tripwire
-from tripwire import crdgen, documents, errors, explaining, runtime
-from tripwire.controller import leading
-from tripwire.controller import running as controller_running
+from tripwire import errors
+from tripwire.app import crdgen, documents, explaining, runtime
+from tripwire.app.controller import leading
+from tripwire.app.controller import running as controller_running
 
 log = logging.getLogger("tripwire")
 

@@ -13,7 +13,9 @@ import datetime
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 
-from gateways import base, s3_listing, s3_records
+from gateways import base
+from gateways.s3 import listing as s3_listing
+from gateways.s3 import records as s3_records
 from tripwire import events
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ import aiohttp
 import orjson
 import yarl
 
-from gateways import s3_connections, s3_records
+from gateways.s3 import connections as s3_connections
+from gateways.s3 import records as s3_records
 from tripwire import errors
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ js, urlquery, eq/ne/lt/le/gt/ge. Not supported: `define`/`template`/`block`, met
 
 Functions: the hermetic sprig set (`sprig.HermeticTxtFuncMap`: no env, expandenv, random,
 uuid, now/date, getHostByName), minus crypto/semver/date/case-conversion helpers; see
-`FUNCTIONS` (the table lives in `tripwire.sprig`). Calling an unknown function, or a function
+`FUNCTIONS` (the table lives in `tripwire.lang.sprig`). Calling an unknown function, or a function
 with the wrong number of arguments, is a parse error (`errors.ExpressionError` with the
 position), as in Go.
 
@@ -40,10 +40,10 @@ cases and is pinned by the golden suite in `tests/unit/golden/templates`):
   template built (`dict`, `fromJson`, `deepCopy`, ...): event data is shared and read-only.
 - Regexes are Python `re` (RE2 syntax is nearly a subset); `$1`/`${name}` expand as in Go.
 
-Layout: `tripwire.template_lexing` turns text into tokens; this module parses them into
-closures and runs them; `tripwire.sprig` is the function table; `tripwire.govalues` holds the
-Go value rules (printing, truth, comparison, coercion, printf) that the engine and the
-functions share.
+Layout: `template_lexing` turns text into tokens; this module parses them into closures and
+runs them; `sprig` is the function table; `govalues` holds the Go
+value rules (printing, truth, comparison, coercion, printf) that the engine and the functions
+share.
 
 Render errors (wrong argument type, index out of range, `fail`) raise `RenderError`, a
 ValueError naming the action and its position.
@@ -56,7 +56,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from tripwire import errors, govalues, paths, sprig, template_lexing
+from tripwire import errors
+from tripwire.lang import govalues, paths, sprig, template_lexing
 
 __all__ = [
     "FUNCTIONS",

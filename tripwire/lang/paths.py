@@ -20,7 +20,7 @@ and `{..}`, the `|` pipe, and the modifiers `@this @reverse @flatten @keys @valu
 Not supported: modifier arguments, other modifiers, `..` JSON lines, `!` literals.
 
 Writing parameters into trigger templates uses sjson paths, a different language: see
-`tripwire.dests`.
+`tripwire.lang.dests`.
 """
 
 from __future__ import annotations

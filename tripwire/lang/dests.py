@@ -3,7 +3,7 @@
 Argo Events writes each resolved parameter into the trigger's template with a tidwall/sjson
 path, so manifests ported from it carry sjson `dest` paths. This module implements that path
 language over Python data as produced by `json.loads`, the write-side twin of the gjson reader
-in `tripwire.paths`. It is a module of its own because the two languages share no code: sjson
+in `tripwire.lang.paths`. It is a module of its own because the two languages share no code: sjson
 has no wildcards, queries or modifiers, only dotted keys, `\\` escapes, `-1` to append and `:1`
 to force a numeric key to be a map key.
 

@@ -44,7 +44,12 @@ from typing import Any, ClassVar, Literal
 import aiohttp
 import pydantic
 
-from gateways import base, s3_connections, s3_listing, s3_records, s3_reporting, s3_streaming
+from gateways import base
+from gateways.s3 import connections as s3_connections
+from gateways.s3 import listing as s3_listing
+from gateways.s3 import records as s3_records
+from gateways.s3 import reporting as s3_reporting
+from gateways.s3 import streaming as s3_streaming
 from tripwire import backoff, errors, events, manifests, secrets
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,8 @@ from typing import Any
 
 import orjson
 
-from gateways import s3_connections, s3_records
+from gateways.s3 import connections as s3_connections
+from gateways.s3 import records as s3_records
 from tripwire import errors
 from tripwire.bus import base as bus_base
 

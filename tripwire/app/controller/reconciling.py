@@ -1,6 +1,6 @@
 """The reconcile loop: custom resources in, running objects and their status out.
 
-Two reflectors (`tripwire.kube.watching`) keep the Gateways and Sensors of one namespace or of
+Two reflectors (`tripwire.net.kube.watching`) keep the Gateways and Sensors of one namespace or of
 all of them; they resume watches from the last resourceVersion, relist on 410 Gone and ride out
 apiserver restarts, so this module only sees "what exists now". Any change marks its namespace
 dirty; the loop then validates every object of that namespace with the same pydantic models as
@@ -33,9 +33,9 @@ import pydantic
 from gateways import manifest as gateway_manifest
 from sensors import manifest as sensor_manifest
 from tripwire import errors, manifests
-from tripwire.controller import executing, status
-from tripwire.kube import client as kube_client
-from tripwire.kube import watching
+from tripwire.app.controller import executing, status
+from tripwire.net.kube import client as kube_client
+from tripwire.net.kube import watching
 
 log = logging.getLogger(__name__)
 

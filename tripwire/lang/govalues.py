@@ -3,9 +3,9 @@
 Argo renders `dataTemplate`, `contextTemplate` and the data filter `template` with Go's
 `text/template` over `map[string]any`, so a value must print like `%v` and encoding/json, count as
 true like `isTrue`, compare like `eq`/`lt` and convert to a function's typed parameter like Go's
-reflection does. Both the template engine (`tripwire.templates`) and its function table
-(`tripwire.sprig`) need exactly these rules, so they live below both, in one place; the
-decisions where Python data meets Go semantics are listed in `tripwire.templates`.
+reflection does. Both the template engine (`tripwire.lang.templates`) and its function table
+(`tripwire.lang.sprig`) need exactly these rules, so they live below both, in one place; the
+decisions where Python data meets Go semantics are listed in `tripwire.lang.templates`.
 
 A function signals a failure by raising `FailureError`; the enclosing action turns it into a
 `templates.RenderError` naming the action and its position.
@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from tripwire import paths
+from tripwire.lang import paths
 
 MISSING: Final = paths.MISSING
 

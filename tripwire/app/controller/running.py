@@ -31,8 +31,8 @@ from typing import Any
 from aiohttp import web
 
 from tripwire import metrics
-from tripwire.controller import executing, leading, reconciling
-from tripwire.kube import client as kube_client
+from tripwire.app.controller import executing, leading, reconciling
+from tripwire.net.kube import client as kube_client
 
 log = logging.getLogger(__name__)
 

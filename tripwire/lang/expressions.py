@@ -2,7 +2,7 @@
 
 Argo Events evaluates `exprs[].expr` with Knetic/govaluate over the values its `fields` bind from
 the event data, so sensors ported from it carry govaluate text. The language is read with a real
-tokenizer and a precedence-climbing parser (`tripwire.expression_parsing`, never `eval`); this
+tokenizer and a precedence-climbing parser (`tripwire.lang.expression_parsing`, never `eval`); this
 module gives the operators their meaning and compiles the tree once into nested closures:
 evaluating an expression per event is a few Python calls, no tree walk.
 
@@ -41,8 +41,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeAlias
 
-from tripwire import expression_parsing
 from tripwire.errors import ExpressionError
+from tripwire.lang import expression_parsing
 
 __all__ = ["EvaluationError", "Expression", "compile", "go_format"]
 
