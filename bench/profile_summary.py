@@ -22,7 +22,7 @@ from typing import Any
 
 # (component, substrings of a frame); the first match scanning from the leaf wins.
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("sqlite commit (journal thread)", ("_commit (tripwire/bus/embedded.py", "sqlite3")),
+    ("sqlite commit (journal thread)", ("commit (tripwire/bus/embedded/journal.py", "sqlite3")),
     ("logging", ("logging/", "(tripwire/app/cli.py")),
     ("metrics", ("prometheus_client",)),
     ("pydantic", ("pydantic",)),
@@ -51,9 +51,9 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # (label, substring of a frame): inclusive share, i.e. the stage and everything under it.
 KEY_FUNCTIONS: tuple[tuple[str, str], ...] = (
     ("webhook handler (WebhookSource._handle)", "_handle (gateways/webhook.py"),
-    ("bus publish (EmbeddedBus.publish)", "publish (tripwire/bus/embedded.py"),
-    ("journal writer loop side (_write_loop)", "_write_loop (tripwire/bus/embedded.py"),
-    ("journal commit (EmbeddedBus._commit)", "_commit (tripwire/bus/embedded.py"),
+    ("bus publish (EmbeddedBus.publish)", "publish (tripwire/bus/embedded/bus.py"),
+    ("journal writer loop side (_write_loop)", "_write_loop (tripwire/bus/embedded/bus.py"),
+    ("journal commit (Journal.commit)", "commit (tripwire/bus/embedded/journal.py"),
     ("sensor decision (SensorRunner._handle)", "_handle (sensors/running.py"),
     ("sensor settle: record write + ack", "_settle (sensors/running.py"),
     ("sensor ack + record delete (_ack_after)", "_ack_after (sensors/running.py"),

@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from tripwire import errors, events
-from tripwire.bus import base, embedded
+from tripwire.bus import base
+from tripwire.bus.embedded import bus as embedded  # the module whose constants are patched
 
 OpenBus = Callable[..., contextlib.AbstractAsyncContextManager[base.Bus]]
 

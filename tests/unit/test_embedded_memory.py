@@ -19,6 +19,8 @@ import pytest
 
 from tripwire import errors, events
 from tripwire.bus import base, embedded
+from tripwire.bus.embedded import bus as embedded_bus
+from tripwire.bus.embedded import consumers
 
 GUARD = 10.0  # seconds; only ever reached when a test is broken
 
@@ -45,9 +47,9 @@ async def _memory_bus(
 
 async def _consumer(
     bus: embedded.EmbeddedBus, name: str, got: list[base.Message], subject: str = _subject()
-) -> embedded._Consumer:
+) -> consumers.Consumer:
     sub = await bus.subscribe(consumer=name, subjects=[subject], handler=got.append)
-    assert isinstance(sub, embedded._Consumer)  # its pending and waiting publishers are looked at
+    assert isinstance(sub, consumers.Consumer)  # its pending and waiting publishers are looked at
     return sub
 
 
@@ -222,7 +224,7 @@ async def test_memory_stays_bounded_under_concurrent_publishers() -> None:
     high = 0
     got: list[base.Message] = []
     async with _memory_bus(max_pending=n) as bus:
-        sub: embedded._Consumer | None = None
+        sub: consumers.Consumer | None = None
         acks: asyncio.Queue[base.Message] = asyncio.Queue()
 
         def handler(msg: base.Message) -> None:
@@ -234,7 +236,7 @@ async def test_memory_stays_bounded_under_concurrent_publishers() -> None:
             acks.put_nowait(msg)
 
         subscribed = await bus.subscribe(consumer="slow", subjects=[_subject()], handler=handler)
-        assert isinstance(subscribed, embedded._Consumer)
+        assert isinstance(subscribed, consumers.Consumer)
         sub = subscribed
 
         async def publish(p: int) -> None:
@@ -278,10 +280,10 @@ async def test_publish_lets_quiet_consumers_start_first_and_busy_ones_wait() -> 
 
     async with _memory_bus(max_pending=64) as bus:
         await bus.subscribe(consumer="c", subjects=[_subject()], handler=handler)
-        for n in range(embedded._QUIET):
+        for n in range(embedded_bus._QUIET):
             await bus.publish(_event(n))
             assert started == list(range(n + 1))  # its work began before publish returned
-        busy = embedded._QUIET
+        busy = embedded_bus._QUIET
         await bus.publish(_event(busy))
         assert busy not in started  # unacknowledged events above _QUIET: no yield
         await _until(lambda: busy in started)

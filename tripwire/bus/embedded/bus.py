@@ -1,7 +1,4 @@
-"""The embedded bus: one process, durable in a SQLite WAL journal, or purely in memory.
-
-`tripwire run` needs a bus that survives a crash of its own process without running a server.
-A journal in SQLite (WAL mode) gives that: `publish` returns once the event's row is committed.
+"""The embedded bus itself: publish, routing, subscribe, group commit, memory backpressure.
 
 Group commit keeps throughput from collapsing: every publish, ack, cursor move and key-value
 write is queued; one writer task takes everything queued, commits it in one transaction and
@@ -12,16 +9,9 @@ commits in its own loop turn instead of waking the writer for a batch of one. Wi
 than two thread hops); with `sync="full"` its fsync runs on a worker thread. Publishers are
 released one loop turn after the routing, so the consumers' work (a trigger's request) goes out
 before the publisher's reply (a webhook's 200), which keeps that reply off the effect's path.
+The journal file and its statements are in `journal.py`; the consumers' delivery state, and how
+a slow one falls behind and catches up, in `consumers.py`.
 
-Consumers are durable: each has a cursor (every event at or below it is acknowledged) and a set
-of acknowledged sequence numbers above it. When a consumer starts, events past its cursor that
-it has not acknowledged are delivered again. A consumer with too many unacknowledged messages
-(`max_pending`) stops receiving live events and later catches up from the journal, so a slow
-sensor bounds memory instead of growing a queue. Events at or below every consumer's cursor
-are trimmed.
-
-Durability: `synchronous=NORMAL` in WAL mode survives a crash of this process (the commit is
-in the OS page cache), not a power loss; `sync="full"` adds an fsync per batch for that.
 With `path=None` (`--ephemeral`) nothing touches the disk: same semantics within one process,
 except for how a slow consumer is bounded. In memory there is no journal to catch up from, so
 the bound pushes back on publishers instead: a publish to a subject whose consumer already holds
@@ -42,28 +32,19 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import logging
 import pathlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
 from tripwire import errors, events, metrics
 from tripwire.bus import base
+from tripwire.bus.embedded import consumers, journal
 
 log = logging.getLogger(__name__)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY, subject TEXT NOT NULL, id TEXT NOT NULL,
-    ts REAL NOT NULL, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS consumers (name TEXT PRIMARY KEY, cursor INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS acks (
-    consumer TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (consumer, seq)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS kv (
-    ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (ns, key)) WITHOUT ROWID;
-"""
 
 # Unacknowledged events a consumer may hold. Durable: past it the consumer reads the journal
 # later, so it can be large. In memory: past it publishers wait, and it is kept near what the
@@ -72,19 +53,17 @@ CREATE TABLE IF NOT EXISTS kv (
 # pipeline ~15% more expensive per event under overload than 256) and hold memory for nothing.
 DURABLE_MAX_PENDING = 4096
 MEMORY_MAX_PENDING = 256
-_CATCH_UP_PAGE = 512
 # A publish commits in its own loop turn when the journal has been idle this long (seconds).
 _INLINE_GAP = 0.002
 # In memory, a publish yields to its consumers only while each holds at most this many events.
 _QUIET = 4
-_TRIM_STEP = 2000
 
 
 @dataclasses.dataclass(slots=True)
 class _Batch:
     """Everything queued since the last commit."""
 
-    rows: list[tuple[int, str, str, float, bytes]] = dataclasses.field(default_factory=list)
+    rows: list[journal.Row] = dataclasses.field(default_factory=list)
     published: list[tuple[int, str, events.Event]] = dataclasses.field(default_factory=list)
     acks: list[tuple[str, int]] = dataclasses.field(default_factory=list)
     kv: dict[tuple[str, str], bytes | None] = dataclasses.field(default_factory=dict)
@@ -103,177 +82,6 @@ def _release(waiters: list[asyncio.Future[None]]) -> None:
     for fut in waiters:
         if not fut.done():
             fut.set_result(None)
-
-
-class _Message:
-    __slots__ = ("_consumer", "deliveries", "event", "seq")
-
-    def __init__(self, consumer: _Consumer, seq: int, event: events.Event, deliveries: int) -> None:
-        self._consumer = consumer
-        self.seq = seq
-        self.event = event
-        self.deliveries = deliveries
-
-    async def ack(self) -> None:
-        self._consumer.ack(self.seq)
-
-    async def nak(self, *, delay: float = 0.0) -> None:
-        self._consumer.nak(self, delay)
-
-
-class _Consumer:
-    """One durable consumer's delivery state; also its `Subscription`.
-
-    Live events are offered as they are committed. When `max_pending` messages are delivered
-    but not acknowledged, the consumer is `behind`: live offers are ignored and, once acks make
-    room, `EmbeddedBus.feed` reads the gap from the journal in order, then turns live again.
-
-    In memory the consumer is never `behind`; `room` is `max_pending` less the events published
-    for it and not yet acknowledged (in `pending`). `publish` takes one
-    slot per consumer, or waits in `blocked` while `room` is 0; an ack gives a slot back and
-    wakes the first waiter with that slot reserved for it, so a publish arriving later cannot
-    take it: `pending` never exceeds `max_pending` and waiters go through in arrival order.
-    """
-
-    def __init__(
-        self,
-        bus: EmbeddedBus,
-        *,
-        name: str,
-        subjects: frozenset[str],
-        cursor: int | None,
-        handler: base.Handler | None = None,
-    ) -> None:
-        self.bus = bus
-        self.name = name
-        self.subjects = subjects
-        self.handler = handler
-        self.saved_cursor = cursor
-        self.delivered_upto = cursor or 0
-        self.pending: dict[int, _Message] = {}
-        self.queue: asyncio.Queue[_Message | None] = asyncio.Queue()
-        self.behind = False
-        self.feed_scheduled = False
-        self.acked_above: set[int] = set()
-        self.closed = False
-        self.timers: set[asyncio.TimerHandle] = set()
-        self.room = bus.max_pending  # memory mode only; see the class docstring
-        self.blocked: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    def offer(self, seq: int, event: events.Event, *, deliveries: int = 1, live: bool) -> bool:
-        """Deliver one event; False when the consumer is full and must be fed later."""
-        if self.closed or seq <= self.delivered_upto:
-            return True
-        if live and self.behind:
-            return True  # `feed` will read it from the journal, in order
-        if self.bus.durable and len(self.pending) >= self.bus.max_pending:
-            self.behind = True
-            return False
-        self.delivered_upto = seq
-        self.bus.dirty.add(self)
-        msg = _Message(self, seq, event, deliveries)
-        self.pending[seq] = msg
-        self.deliver(msg)
-        return True
-
-    def deliver(self, msg: _Message) -> None:
-        if self.handler is None:
-            self.queue.put_nowait(msg)
-            return
-        try:
-            self.handler(msg)
-        except Exception:
-            # The message stays pending: it is delivered again when the consumer restarts.
-            log.exception("consumer %s failed on event %s", self.name, msg.event.id)
-
-    def ack(self, seq: int) -> None:
-        if self.pending.pop(seq, None) is None:
-            return
-        self.bus.dirty.add(self)
-        self.bus.enqueue_ack(self.name, seq)
-        self.room += 1
-        if self.blocked:
-            self.make_room()
-        room = len(self.pending) <= self.bus.max_pending // 2
-        if self.behind and room and not self.feed_scheduled:
-            self.feed_scheduled = True
-            asyncio.get_running_loop().call_soon(self.bus.feed, self)
-
-    def make_room(self) -> None:
-        """Memory mode: wake waiting publishers in order, one per free slot, each reserved."""
-        blocked = self.blocked
-        while blocked and self.room > 0:
-            fut = blocked.popleft()
-            if not fut.done():  # done: cancelled, its publisher is withdrawing
-                self.room -= 1
-                fut.set_result(None)
-
-    def withdraw(self, fut: asyncio.Future[None]) -> None:
-        """A waiting publisher gives up: forget it, or pass on the slot it was woken with."""
-        if fut.done() and not fut.cancelled() and fut.exception() is None:
-            if not self.closed:
-                self.room += 1
-                self.make_room()
-            return
-        with contextlib.suppress(ValueError):
-            self.blocked.remove(fut)
-
-    def nak(self, msg: _Message, delay: float) -> None:
-        if self.closed or msg.seq not in self.pending:
-            return
-        again = _Message(self, msg.seq, msg.event, msg.deliveries + 1)
-        self.pending[msg.seq] = again  # same key: keeps its place, so the cursor stays correct
-        if delay <= 0:
-            self.deliver(again)
-            return
-        handle: asyncio.TimerHandle
-
-        def redeliver() -> None:
-            self.timers.discard(handle)
-            if not self.closed and self.pending.get(again.seq) is again:
-                self.deliver(again)
-
-        handle = asyncio.get_running_loop().call_later(delay, redeliver)
-        self.timers.add(handle)
-
-    def current_cursor(self, committed_seq: int) -> int:
-        """Every event at or below this is acknowledged, or not for this consumer."""
-        if self.pending:
-            # Deliveries are in seq order and a nak keeps the key's place: first key is min.
-            return next(iter(self.pending)) - 1
-        if self.behind:
-            return self.delivered_upto
-        return max(committed_seq, self.delivered_upto)
-
-    # -- Subscription ---------------------------------------------------------------------
-    def __aiter__(self) -> AsyncIterator[base.Message]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[base.Message]:
-        if self.handler is not None:
-            raise TypeError(f"consumer {self.name!r} pushes to its handler; it is not iterable")
-        while True:
-            msg = await self.queue.get()
-            if msg is None:
-                return
-            if self.pending.get(msg.seq) is msg:
-                yield msg
-
-    async def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for handle in self.timers:
-            handle.cancel()
-        self.timers.clear()
-        self.queue.put_nowait(None)
-        self.bus.forget(self)
-        # A closed consumer holds no one back: its waiters look again (without it, or, when
-        # the bus is closing, to fail).
-        while self.blocked:
-            fut = self.blocked.popleft()
-            if not fut.done():
-                fut.set_result(None)
 
 
 class _Store:
@@ -319,22 +127,19 @@ class EmbeddedBus:
         self._max_age = max_age
         self._recent_ids: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._last_seq = 0
-        self._by_subject: dict[str, list[_Consumer]] = {}
-        self._consumers: dict[str, _Consumer] = {}
+        self._by_subject: dict[str, list[consumers.Consumer]] = {}
+        self._consumers: dict[str, consumers.Consumer] = {}
         self.kv: dict[str, dict[str, bytes]] = {}
         self._batch = _Batch()
         self._wakeup = asyncio.Event()
-        self._db: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
+        self._journal: journal.Journal | None = None  # open between `start` and the close
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._committed_seq = 0
         self._failure: str | None = None
         self._closing = False
         self._commits = 0
-        self._trimmed_upto = 0
-        self.dirty: set[_Consumer] = set()
-        self._checkpointer: sqlite3.Connection | None = None
+        self.dirty: set[consumers.Consumer] = set()
         self._checkpointing: asyncio.Future[None] | None = None
         self._inline = sync == "normal"  # a commit with an fsync never runs on the loop
         self._last_commit = 0.0  # time.monotonic() of the last commit
@@ -347,36 +152,24 @@ class EmbeddedBus:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="tripwire-journal"
             )
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+            opened, contents = await asyncio.get_running_loop().run_in_executor(
+                self._executor,
+                functools.partial(
+                    journal.Journal.open,
+                    self.path,
+                    sync=self._sync,
+                    max_age=self._max_age,
+                    dedupe_window=self._dedupe_window,
+                ),
+            )
+            self._last_seq = self._committed_seq = contents.last_seq
+            for event_id, ts in contents.recent_ids:
+                self._recent_ids[event_id] = ts
+            for ns, entries in contents.kv.items():
+                self.kv.setdefault(ns, {}).update(entries)
+            self._journal = opened
             self._writer_task = asyncio.create_task(self._write_loop(), name="bus-journal-writer")
         stack.push_async_callback(self._close)
-
-    def _open(self) -> None:
-        assert self.path is not None
-        file = self.path / "journal.db"
-        db = sqlite3.connect(file, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={'FULL' if self._sync == 'full' else 'NORMAL'}")
-        db.execute("PRAGMA wal_autocheckpoint=0")  # see _maybe_checkpoint
-        db.executescript(_SCHEMA)
-        first = db.execute("SELECT min(seq) FROM events").fetchone()[0]
-        self._trimmed_upto = (first - 1) if first is not None else 0
-        row = db.execute("SELECT max(seq) FROM events").fetchone()
-        cursors = db.execute("SELECT max(cursor) FROM consumers").fetchone()
-        self._last_seq = max(row[0] or 0, cursors[0] or 0)
-        self._committed_seq = self._last_seq
-        horizon = time.time() - self._dedupe_window
-        for event_id, ts in db.execute(
-            "SELECT id, ts FROM events WHERE ts >= ? ORDER BY seq", (horizon,)
-        ):
-            self._recent_ids[event_id] = ts
-        for ns, key, value in db.execute("SELECT ns, key, value FROM kv"):
-            self.kv.setdefault(ns, {})[key] = value
-        self._db = db
-        reader = sqlite3.connect(file, isolation_level=None, check_same_thread=False)
-        reader.execute("PRAGMA query_only=1")
-        self._reader = reader
-        self._checkpointer = sqlite3.connect(file, isolation_level=None, check_same_thread=False)
 
     async def _close(self) -> None:
         # Refuse new publishes, let the writer commit what is queued (cursors included, while
@@ -390,15 +183,15 @@ class EmbeddedBus:
         for consumer in list(self._consumers.values()):
             await consumer.close()
         if self._executor is not None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._close_db)
+            opened, self._journal = self._journal, None
+            if opened is not None:
+                await asyncio.get_running_loop().run_in_executor(self._executor, opened.close)
             self._executor.shutdown(wait=True)
 
-    def _close_db(self) -> None:
-        for db in (self._db, self._reader, self._checkpointer):
-            if db is not None:
-                db.close()
-        self._db = self._reader = self._checkpointer = None
+    @property
+    def _db(self) -> sqlite3.Connection | None:
+        """The journal's writing connection (the contract suite fills the disk through it)."""
+        return self._journal.db if self._journal is not None else None
 
     @property
     def healthy(self) -> bool:
@@ -424,23 +217,23 @@ class EmbeddedBus:
         now = time.time()
         subject = f"{self.prefix}.{event.source}.{event.subject}"
         if not self.durable:
-            consumers: Sequence[_Consumer] = self._by_subject.get(subject, ())
-            for consumer in consumers:
+            subscribed: Sequence[consumers.Consumer] = self._by_subject.get(subject, ())
+            for consumer in subscribed:
                 if consumer.room <= 0:
                     taken = await self._room_for(subject, event.id)
                     if taken is None:
                         return  # a duplicate
-                    consumers = taken
+                    subscribed = taken
                     break
             else:  # no consumer full: the fast path
                 if self._is_duplicate(event.id, now):
                     return
-                for consumer in consumers:
+                for consumer in subscribed:
                     consumer.room -= 1  # a slot in each: `ack` gives it back
             self._last_seq += 1
             seq = self._last_seq
             quiet = True
-            for consumer in consumers:
+            for consumer in subscribed:
                 consumer.offer(seq, event, live=True)
                 quiet = quiet and consumer.room >= self._quiet_room
             if quiet:
@@ -475,7 +268,7 @@ class EmbeddedBus:
             raise
         self._publish_seconds.observe(time.time() - now)
 
-    async def _room_for(self, subject: str, event_id: str) -> Sequence[_Consumer] | None:
+    async def _room_for(self, subject: str, event_id: str) -> Sequence[consumers.Consumer] | None:
         """Memory mode: wait for a slot in every consumer of `subject`, take them, return them.
 
         The slow path of `publish`, taken only when a consumer is full. None for a duplicate
@@ -487,19 +280,19 @@ class EmbeddedBus:
             return None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._publish_timeout
-        released: _Consumer | None = None
+        released: consumers.Consumer | None = None
         while True:
-            consumers = self._by_subject.get(subject, ())
-            full = next((c for c in consumers if c.room <= 0), None)
+            subscribed = self._by_subject.get(subject, ())
+            full = next((c for c in subscribed if c.room <= 0), None)
             if full is None:
                 # Checked again: the same id may have been published while this one waited.
                 if self._is_duplicate(event_id, time.time()):
                     if released is not None:
                         released.make_room()
                     return None
-                for consumer in consumers:
+                for consumer in subscribed:
                     consumer.room -= 1
-                return consumers
+                return subscribed
             if released is not None:
                 released.make_room()  # we wait for another consumer: the slot goes to the next
                 released = None
@@ -544,26 +337,16 @@ class EmbeddedBus:
     ) -> base.Subscription:
         if consumer in self._consumers:
             raise errors.BusError(f"consumer {consumer!r} is already subscribed")
-        cursor: int | None = None
-        if self._reader is not None:
-            row = self._reader.execute(
-                "SELECT cursor FROM consumers WHERE name = ?", (consumer,)
-            ).fetchone()
-            if row is not None:
-                cursor = row[0]
-        state = _Consumer(
+        opened = self._journal
+        cursor = opened.saved_cursor(consumer) if opened is not None else None
+        state = consumers.Consumer(
             self, name=consumer, subjects=frozenset(subjects), cursor=cursor, handler=handler
         )
         if cursor is None:
             # A new consumer starts at the end of the journal (JetStream DeliverNew).
             state.delivered_upto = self._last_seq
-        elif self._reader is not None:
-            state.acked_above = {
-                seq
-                for (seq,) in self._reader.execute(
-                    "SELECT seq FROM acks WHERE consumer = ? AND seq > ?", (consumer, cursor)
-                )
-            }
+        elif opened is not None:
+            state.acked_above = opened.acks_above(consumer, cursor)
             state.behind = True
             self.feed(state, deliveries=2)
         self._consumers[consumer] = state
@@ -574,7 +357,7 @@ class EmbeddedBus:
             self._wakeup.set()  # the next commit records the consumer and its cursor
         return state
 
-    def feed(self, consumer: _Consumer, *, deliveries: int = 1) -> None:
+    def feed(self, consumer: consumers.Consumer, *, deliveries: int = 1) -> None:
         """Deliver from the journal what a `behind` consumer missed, then turn it live.
 
         Synchronous on purpose: between the last page read and `behind = False` nothing else
@@ -582,10 +365,11 @@ class EmbeddedBus:
         Rows committed but not yet routed are read here and skipped later by `offer`.
         """
         consumer.feed_scheduled = False
-        if consumer.closed or not consumer.behind or self._reader is None:
+        opened = self._journal
+        if consumer.closed or not consumer.behind or opened is None:
             return
         while True:
-            rows = self._journal_page(consumer, consumer.delivered_upto)
+            rows = opened.page(consumer.subjects, consumer.delivered_upto)
             for seq, body in rows:
                 if seq in consumer.acked_above:
                     consumer.delivered_upto = seq
@@ -593,23 +377,13 @@ class EmbeddedBus:
                 event = events.from_bytes(body)
                 if not consumer.offer(seq, event, deliveries=deliveries, live=False):
                     return  # full again; acks schedule the next feed
-            if len(rows) < _CATCH_UP_PAGE:
+            if len(rows) < journal.CATCH_UP_PAGE:
                 consumer.delivered_upto = max(consumer.delivered_upto, self._committed_seq)
                 consumer.behind = False
                 consumer.acked_above.clear()
                 return
 
-    def _journal_page(self, consumer: _Consumer, after: int) -> list[tuple[int, bytes]]:
-        assert self._reader is not None
-        marks = ",".join("?" * len(consumer.subjects))
-        rows: list[tuple[int, bytes]] = self._reader.execute(
-            f"SELECT seq, body FROM events WHERE seq > ? AND subject IN ({marks})"  # noqa: S608
-            " ORDER BY seq LIMIT ?",
-            (after, *consumer.subjects, _CATCH_UP_PAGE),
-        ).fetchall()
-        return rows
-
-    def forget(self, consumer: _Consumer) -> None:
+    def forget(self, consumer: consumers.Consumer) -> None:
         if self._consumers.get(consumer.name) is consumer:
             del self._consumers[consumer.name]
         for subject in consumer.subjects:
@@ -647,6 +421,8 @@ class EmbeddedBus:
     # -- the writer -------------------------------------------------------------------------
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        opened = self._journal
+        assert opened is not None  # the writer starts once the journal is open
         backoff = 0.05
         while True:
             await self._wakeup.wait()
@@ -660,12 +436,20 @@ class EmbeddedBus:
             try:
                 if self._sync == "full":
                     # An fsync per batch: keep it off the event loop.
-                    await loop.run_in_executor(self._executor, self._commit, batch, cursors, trim)
+                    await loop.run_in_executor(
+                        self._executor,
+                        opened.commit,
+                        batch.rows,
+                        batch.acks,
+                        batch.kv,
+                        cursors,
+                        trim,
+                    )
                 else:
                     # No fsync in WAL + NORMAL: a commit is a write() into the page cache,
                     # tens of µs — cheaper inline than the two thread hops and the GIL
                     # hand-over a worker would cost on every publish.
-                    self._commit(batch, cursors, trim)
+                    opened.commit(batch.rows, batch.acks, batch.kv, cursors, trim)
             except sqlite3.Error as exc:
                 self._failed(batch, cursors, exc)
                 await asyncio.sleep(backoff)
@@ -684,8 +468,10 @@ class EmbeddedBus:
         if work is None:
             return
         batch, cursors, trim = work
+        opened = self._journal
+        assert opened is not None  # a durable bus commits once started
         try:
-            self._commit(batch, cursors, trim)
+            opened.commit(batch.rows, batch.acks, batch.kv, cursors, trim)
         except sqlite3.Error as exc:
             self._failed(batch, cursors, exc)
             self._wakeup.set()  # the writer retries what can be retried, with its backoff
@@ -754,13 +540,11 @@ class EmbeddedBus:
         return changes
 
     def _trim_point(self) -> int | None:
-        if self._commits % 64 or not self._consumers:
+        """Every 64 commits, trim up to the lowest cursor of the consumers running here."""
+        if self._commits % 64 or not self._consumers or self._journal is None:
             return None
         floor = min(c.saved_cursor or 0 for c in self._consumers.values())
-        if floor <= self._trimmed_upto:
-            return None
-        # A bounded step per commit keeps an inline commit short after a long backlog.
-        return min(floor, self._trimmed_upto + _TRIM_STEP)
+        return self._journal.trim_point(floor)
 
     def _maybe_checkpoint(self) -> None:
         """Move the WAL into the database on the worker thread, never inside a commit.
@@ -768,64 +552,15 @@ class EmbeddedBus:
         SQLite's automatic checkpoint would run inside whichever commit crosses the threshold,
         with an fsync, stalling that publish (and, inline, the loop) for milliseconds.
         """
-        if self._commits % 128 or self._checkpointing is not None:
+        opened = self._journal
+        if self._commits % 128 or self._checkpointing is not None or opened is None:
             return
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._executor, self._checkpoint)
+        fut = loop.run_in_executor(self._executor, opened.checkpoint)
         self._checkpointing = fut
         fut.add_done_callback(self._checkpoint_done)
-
-    def _checkpoint(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _checkpoint_done(self, fut: asyncio.Future[None]) -> None:
         self._checkpointing = None
         if not fut.cancelled() and fut.exception() is not None:
             log.warning("journal checkpoint failed: %s", fut.exception())
-
-    def _commit(self, batch: _Batch, cursors: Mapping[str, int], trim: int | None) -> None:
-        db = self._db
-        assert db is not None
-        db.execute("BEGIN")
-        try:
-            if batch.rows:
-                db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", batch.rows)
-            # An ack at or below its consumer's new cursor is implied by the cursor: writing
-            # it only to delete it below would touch the acks table on every in-order commit.
-            acks = [(c, seq) for c, seq in batch.acks if seq > cursors.get(c, 0)]
-            if acks:
-                db.executemany("INSERT OR IGNORE INTO acks VALUES (?, ?)", acks)
-            for name, cursor in cursors.items():
-                db.execute(
-                    "INSERT INTO consumers VALUES (?, ?) ON CONFLICT(name)"
-                    " DO UPDATE SET cursor = excluded.cursor",
-                    (name, cursor),
-                )
-                db.execute("DELETE FROM acks WHERE consumer = ? AND seq <= ?", (name, cursor))
-            for (ns, key), value in batch.kv.items():
-                if value is None:
-                    db.execute("DELETE FROM kv WHERE ns = ? AND key = ?", (ns, key))
-                else:
-                    db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (ns, key, value))
-            if trim is not None:
-                # Consumers not running in this process hold their events back, up to max_age.
-                row = db.execute("SELECT min(cursor) FROM consumers").fetchone()
-                floor = min(trim, row[0] if row[0] is not None else trim)
-                aged = db.execute(
-                    "SELECT max(seq) FROM (SELECT seq, ts FROM events WHERE seq > ?"
-                    " ORDER BY seq LIMIT ?) WHERE ts < ?",
-                    (self._trimmed_upto, _TRIM_STEP, time.time() - self._max_age),
-                ).fetchone()[0]
-                floor = max(floor, aged or 0)
-                db.execute(
-                    "DELETE FROM events WHERE seq > ? AND seq <= ?", (self._trimmed_upto, floor)
-                )
-            db.execute("COMMIT")
-            if trim is not None:
-                self._trimmed_upto = max(self._trimmed_upto, floor)
-        except BaseException:
-            # Some errors (SQLITE_FULL) have already rolled the transaction back.
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
